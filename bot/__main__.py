@@ -1,0 +1,95 @@
+"""`python -m bot`: run the bot, migrate the database, or chat in the terminal.
+
+This entry point is the one place that wires the platform adapters to the core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Coroutine
+from typing import Any
+
+from bot.app import Core, open_core
+from bot.config import ConfigError, Settings, load_settings
+from bot.database import create_engine, migrate
+from bot.logs import configure_logging
+
+log = logging.getLogger("bot")
+
+
+def _secrets(settings: Settings) -> list[str]:
+    values = (settings.evolink_api_key, settings.discord_bot_token, settings.slack_bot_token,
+              settings.slack_app_token, settings.slack_signing_secret)
+    return [v.get_secret_value() for v in values if v is not None]
+
+
+async def _run(settings: Settings) -> None:
+    async with open_core(settings) as core:
+        platforms: list[Coroutine[Any, Any, None]] = []
+        if settings.discord_enabled:
+            from adapters.discord_bot import run_discord
+
+            platforms.append(run_discord(core))
+        if settings.slack_enabled:
+            from adapters.slack_bot import run_slack
+
+            platforms.append(run_slack(core))
+        if not platforms:
+            log.warning("no DISCORD_BOT_TOKEN or SLACK_BOT_TOKEN is set: starting the "
+                        "terminal chat instead")
+            await _chat(core, "default")
+            return
+        await asyncio.gather(*platforms)
+
+
+async def _chat(core: Core, conversation: str) -> None:
+    from adapters.console import ConsoleChat
+
+    await ConsoleChat(core.service, conversation).run()
+
+
+async def _chat_command(settings: Settings, conversation: str) -> None:
+    async with open_core(settings) as core:
+        await _chat(core, conversation)
+
+
+async def _migrate(settings: Settings) -> None:
+    engine = create_engine(settings.database_url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the command line and run the chosen command."""
+    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("run", help="serve Discord and Slack (the default)")
+    commands.add_parser("migrate", help="bring the database schema up to date")
+    chat = commands.add_parser("chat", help="chat with the model in the terminal")
+    chat.add_argument("--conversation", default="default",
+                      help="conversation name; it persists across runs (default: default)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        configure_logging(settings.bot_log_level if args.command != "chat" else "WARNING",
+                          _secrets(settings))
+        if args.command == "migrate":
+            asyncio.run(_migrate(settings))
+        elif args.command == "chat":
+            asyncio.run(_chat_command(settings, args.conversation))
+        else:
+            asyncio.run(_run(settings))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

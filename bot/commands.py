@@ -1,0 +1,211 @@
+"""The /gemini commands, platform-neutral: show and change a channel's settings, reset, usage."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, replace
+from datetime import timedelta
+
+from bot.conversation import Author, ConversationKey
+from bot.errors import InvalidSetting, PermissionRefused, UserFacingError
+from bot.parameters import (
+    PARAMETERS,
+    ChannelSettings,
+    parameter,
+    parse_value,
+    validate_system_prompt,
+)
+from bot.store import Store, UsageTotals
+
+PROMPT_PREVIEW_CHARS = 500
+
+HELP = """\
+**/gemini commands**
+`show`: this channel's system prompt and settings
+`system <prompt>`: set the system prompt · `system reset`: back to the default
+`set <setting> <value>` · `unset <setting>`: change one setting ({names})
+`reset`: forget this conversation · `usage`: tokens used in this channel
+Changing settings needs channel-manager rights; anyone may look."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandContext:
+    """Who runs a command, and in which conversation (its channel holds the settings)."""
+
+    conversation: ConversationKey
+    user: Author
+
+
+class Commands:
+    """Runs the settings commands against the store; errors are UserFacingError."""
+
+    def __init__(self, store: Store, default_model: str, default_system_prompt: str) -> None:
+        self._store = store
+        self._default_model = default_model
+        self._default_system_prompt = default_system_prompt
+
+    @staticmethod
+    def help() -> str:
+        """What the commands are."""
+        return HELP.format(names=", ".join(PARAMETERS))
+
+    async def show(self, ctx: CommandContext) -> str:
+        """The channel's system prompt and every setting, marking defaults."""
+        settings = await self._store.channel_settings(ctx.conversation.channel_key)
+        if settings.system_prompt is not None:
+            prompt = _preview(settings.system_prompt)
+        elif self._default_system_prompt:
+            prompt = f"(bot default) {_preview(self._default_system_prompt)}"
+        else:
+            prompt = "(none)"
+        lines = ["**Settings for this channel**", f"System prompt: {prompt}"]
+        for name in PARAMETERS:
+            if name in settings.parameters:
+                lines.append(f"`{name}`: {_shown(settings.parameters[name])}")
+            elif name == "model":
+                lines.append(f"`model`: {self._default_model} (default)")
+        if len(lines) == 3:
+            lines.append("Other settings: the model's defaults.")
+        warning = _sampling_warning(settings)
+        if warning:
+            lines.append(warning)
+        return "\n".join(lines)
+
+    async def set_system_prompt(self, ctx: CommandContext, prompt: str) -> str:
+        """Replace the channel's system prompt."""
+        _require_configure(ctx)
+        text = validate_system_prompt(prompt)
+        settings = await self._store.channel_settings(ctx.conversation.channel_key)
+        await self._save(ctx, replace(settings, system_prompt=text))
+        return f"System prompt set ({len(text):,} characters)."
+
+    async def reset_system_prompt(self, ctx: CommandContext) -> str:
+        """Return the channel to the bot's default system prompt."""
+        _require_configure(ctx)
+        settings = await self._store.channel_settings(ctx.conversation.channel_key)
+        await self._save(ctx, replace(settings, system_prompt=None))
+        return "System prompt reset to the bot's default."
+
+    async def set_parameter(self, ctx: CommandContext, name: str, raw: str) -> str:
+        """Validate and set one parameter; a bad value changes nothing."""
+        _require_configure(ctx)
+        spec = parameter(name)
+        value = parse_value(spec.name, raw)
+        settings = await self._store.channel_settings(ctx.conversation.channel_key)
+        if spec.name == "response_format" and value == "text":
+            parameters = {k: v for k, v in settings.parameters.items() if k != spec.name}
+        else:
+            parameters = {**settings.parameters, spec.name: value}
+        updated = replace(settings, parameters=parameters)
+        await self._save(ctx, updated)
+        warning = _sampling_warning(updated)
+        return f"`{spec.name}` set to {_shown(value)}." + (f"\n{warning}" if warning else "")
+
+    async def unset_parameter(self, ctx: CommandContext, name: str) -> str:
+        """Remove a parameter so the default applies again."""
+        _require_configure(ctx)
+        spec = parameter(name)
+        settings = await self._store.channel_settings(ctx.conversation.channel_key)
+        if spec.name not in settings.parameters:
+            return f"`{spec.name}` was not set; nothing changed."
+        parameters = {k: v for k, v in settings.parameters.items() if k != spec.name}
+        await self._save(ctx, replace(settings, parameters=parameters))
+        return f"`{spec.name}` unset; the default applies."
+
+    async def reset_conversation(self, ctx: CommandContext) -> str:
+        """Forget this conversation's history (settings and usage records stay)."""
+        removed = await self._store.forget(ctx.conversation)
+        if not removed:
+            return "There was nothing to forget in this conversation."
+        return f"Forgot this conversation ({removed} messages). The next message starts afresh."
+
+    async def usage(self, ctx: CommandContext) -> str:
+        """Token totals for the channel: the last day and all time."""
+        channel = ctx.conversation.channel_key
+        day = await self._store.usage_totals(channel, since=timedelta(days=1))
+        total = await self._store.usage_totals(channel)
+        return "\n".join([
+            "**Usage in this channel**",
+            f"Last 24 hours: {_totals(day)}",
+            f"All time: {_totals(total)}",
+        ])
+
+    async def run(self, ctx: CommandContext, line: str) -> str:
+        """Run a command written as text (`set temperature 0.3`); errors come back as text."""
+        try:
+            return await self._dispatch(ctx, line.strip())
+        except UserFacingError as exc:
+            return str(exc)
+
+    async def _dispatch(self, ctx: CommandContext, line: str) -> str:
+        verb, _, rest = line.partition(" ")
+        verb, rest = verb.lower(), rest.strip()
+        if verb in ("", "help"):
+            return self.help()
+        if verb == "show":
+            return await self.show(ctx)
+        if verb == "usage":
+            return await self.usage(ctx)
+        if verb == "reset":
+            return await self.reset_conversation(ctx)
+        if verb == "system":
+            if rest.lower() == "reset":
+                return await self.reset_system_prompt(ctx)
+            return await self.set_system_prompt(ctx, rest)
+        if verb == "set":
+            name, _, value = rest.partition(" ")
+            if not name or not value.strip():
+                raise InvalidSetting("Usage: `set <setting> <value>`, e.g. `set temperature 0.4`.")
+            return await self.set_parameter(ctx, name, _unquote(value.strip()))
+        if verb == "unset":
+            if not rest:
+                raise InvalidSetting("Usage: `unset <setting>`.")
+            return await self.unset_parameter(ctx, rest)
+        raise InvalidSetting(f"Unknown command {verb!r}.\n{self.help()}")
+
+    async def _save(self, ctx: CommandContext, settings: ChannelSettings) -> None:
+        await self._store.save_channel_settings(
+            ctx.conversation.channel_key, settings, updated_by=ctx.user.id
+        )
+
+
+def _require_configure(ctx: CommandContext) -> None:
+    if not ctx.user.can_configure:
+        raise PermissionRefused(
+            "Only people who manage this channel (or the bot's admins) can change its "
+            "settings. Anyone can use `show`."
+        )
+
+
+def _sampling_warning(settings: ChannelSettings) -> str:
+    if "temperature" in settings.parameters and "top_p" in settings.parameters:
+        return "Note: temperature and top_p are both set; the API advises adjusting only one."
+    return ""
+
+
+def _preview(prompt: str) -> str:
+    if len(prompt) <= PROMPT_PREVIEW_CHARS:
+        return prompt
+    return prompt[:PROMPT_PREVIEW_CHARS] + f"… ({len(prompt):,} characters)"
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, list):
+        return ", ".join(repr(v) for v in value)
+    return str(value)
+
+
+def _totals(totals: UsageTotals) -> str:
+    reasoning = f" ({totals.reasoning_tokens:,} reasoning)" if totals.reasoning_tokens else ""
+    return (f"{totals.replies:,} replies, {totals.prompt_tokens:,} prompt tokens, "
+            f"{totals.completion_tokens:,} answer tokens{reasoning}")
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        try:
+            parts = shlex.split(value)
+        except ValueError:
+            return value
+        return parts[0] if len(parts) == 1 else value
+    return value

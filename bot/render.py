@@ -1,0 +1,326 @@
+"""Drawing a streamed answer on a surface: first text at once, paced edits, never lost text."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from bot.pacing import Clock, EditBudget, Sleep
+from bot.paging import Page, open_fence_at_end, paginate, safe_length
+from bot.surface import DeliveryFailed, RateLimited, StreamingSurface, Surface, TextStream
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY = 8.0
+FINAL_ATTEMPTS = 8
+MAX_BACKOFF = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """What a finished reply left on the platform."""
+
+    message_ids: tuple[str, ...]
+    delivered: bool
+
+
+@dataclass(slots=True)
+class _Shown:
+    message_id: str
+    text: str
+    final: bool
+
+
+class Renderer:
+    """Common part of both renderers: the growing text, the drawing task, progress display."""
+
+    def __init__(self, surface: Surface, *, clock: Clock = time.monotonic,
+                 sleep: Sleep = asyncio.sleep) -> None:
+        self._surface = surface
+        self._clock = clock
+        self._sleep = sleep
+        self._chunks: list[str] = []
+        self._text = ""
+        self._note = ""
+        self._finished = False
+        self._failed = False
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._progress: asyncio.Task[None] | None = None
+
+    @property
+    def text(self) -> str:
+        """The answer text fed so far."""
+        if self._chunks:
+            self._text += "".join(self._chunks)
+            self._chunks.clear()
+        return self._text
+
+    @property
+    def has_output(self) -> bool:
+        """Whether anything has been shown yet."""
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Begin showing progress and drawing in the background."""
+        self._progress = asyncio.create_task(self._keep_progress())
+        self._task = asyncio.create_task(self._draw_loop())
+
+    def feed(self, text: str) -> None:
+        """Add answer text; it is drawn when the pace allows."""
+        if text:
+            self._chunks.append(text)
+            self._changed.set()
+
+    async def finish(self, note: str = "") -> Rendered:
+        """Draw the complete answer (plus `note`, such as an error) and return where it is."""
+        self._finished = True
+        self._note = note
+        self._changed.set()
+        if self._task is not None:
+            await self._task
+        self._stop_progress()
+        if not self._failed:
+            await self._draw_final()
+        return Rendered(self._message_ids(), delivered=not self._failed)
+
+    async def cancel(self) -> None:
+        """Stop drawing at once, without a final pass (the reply itself was cancelled)."""
+        self._stop_progress()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _keep_progress(self) -> None:
+        while not self.has_output:
+            try:
+                await self._surface.show_progress()
+            except Exception as exc:
+                log.debug("progress indicator failed: %s", exc)
+            await asyncio.sleep(PROGRESS_EVERY)
+
+    def _stop_progress(self) -> None:
+        if self._progress is not None and not self._progress.done():
+            self._progress.cancel()
+
+    def _full_text(self) -> str:
+        text = self.text
+        if self._note:
+            return f"{text}\n\n{self._note}" if text.strip() else self._note
+        return text
+
+    async def _draw_loop(self) -> None:
+        raise NotImplementedError
+
+    async def _draw_final(self) -> None:
+        raise NotImplementedError
+
+    def _message_ids(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+
+class EditRenderer(Renderer):
+    """Post the first text, then edit it at most once per interval, continuing in new messages.
+
+    Each edit starts only after the previous one finished and the interval has passed, and takes
+    a slot from the shared edit budget; a rate-limit answer pauses the budget and the text is
+    drawn again later. The final pass repeats until every message shows its complete text.
+    """
+
+    def __init__(self, surface: Surface, budget: EditBudget | None = None, *,
+                 clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
+        super().__init__(surface, clock=clock, sleep=sleep)
+        self._budget = budget
+        self._shown: list[_Shown] = []
+        self._next_edit_at = float("-inf")
+        self.edit_times: list[float] = []
+
+    @property
+    def has_output(self) -> bool:
+        """Whether a message has been posted."""
+        return bool(self._shown)
+
+    def _message_ids(self) -> tuple[str, ...]:
+        return tuple(s.message_id for s in self._shown)
+
+    async def _draw_loop(self) -> None:
+        while True:
+            await self._changed.wait()
+            if self._finished:
+                return
+            self._changed.clear()
+            if self._shown:
+                await self._wait_for_pace()
+                if self._finished:
+                    return
+            try:
+                await self._draw(final=False)
+            except RateLimited as limited:
+                self._rate_limited(limited)
+                self._changed.set()
+            except DeliveryFailed as exc:
+                log.warning("reply can no longer be shown: %s", exc)
+                self._failed = True
+                self._stop_progress()
+                return
+            except Exception:
+                log.exception("drawing an intermediate version failed")
+
+    async def _wait_for_pace(self) -> None:
+        delay = self._next_edit_at - self._clock()
+        if delay > 0:
+            await self._sleep(delay)
+
+    def _rate_limited(self, limited: RateLimited) -> None:
+        log.info("platform rate limit: waiting %.1fs before the next edit", limited.retry_after)
+        self._next_edit_at = max(self._next_edit_at, self._clock() + limited.retry_after)
+        if self._budget is not None:
+            self._budget.pause(limited.retry_after)
+
+    async def _draw_final(self) -> None:
+        backoff = 1.0
+        for attempt in range(FINAL_ATTEMPTS):
+            try:
+                await self._draw(final=True)
+                return
+            except RateLimited as limited:
+                self._rate_limited(limited)
+                await self._wait_for_pace()
+            except DeliveryFailed as exc:
+                log.warning("final text could not be shown: %s", exc)
+                self._failed = True
+                return
+            except Exception:
+                log.exception("final drawing failed (attempt %d)", attempt + 1)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+        log.error("gave up showing the final text after %d attempts", FINAL_ATTEMPTS)
+        self._failed = True
+
+    async def _draw(self, *, final: bool) -> None:
+        pages = paginate(self._full_text() if final else self.text,
+                         self._surface.limits.max_message_chars)
+        wanted = [p for i, p in enumerate(pages) if p.text.strip() or i == 0]
+        marks_final = self._surface.limits.final_edit_marks
+        for index, page in enumerate(wanted):
+            last = index == len(wanted) - 1
+            page_final = final or not last
+            text = page.text if page_final else _closed(page)
+            if not text.strip():
+                continue
+            if index < len(self._shown):
+                shown = self._shown[index]
+                stale = shown.text != text or (page_final and not shown.final and marks_final)
+                if stale:
+                    await self._edit(shown, text, page_final)
+            else:
+                message_id = await self._surface.post(text, final=page_final)
+                self._shown.append(_Shown(message_id, text, page_final))
+                self._stop_progress()
+
+    async def _edit(self, shown: _Shown, text: str, final: bool) -> None:
+        await self._wait_for_pace()
+        if self._budget is not None:
+            await self._budget.acquire()
+        started = self._clock()
+        self.edit_times.append(started)
+        self._next_edit_at = started + self._surface.limits.min_edit_interval
+        await self._surface.edit(shown.message_id, text, final=final)
+        shown.text, shown.final = text, final
+
+
+class StreamRenderer(Renderer):
+    """Draw on a platform-native stream: append text as it becomes final, a stream per page."""
+
+    def __init__(self, surface: StreamingSurface, *, clock: Clock = time.monotonic,
+                 sleep: Sleep = asyncio.sleep) -> None:
+        super().__init__(surface, clock=clock, sleep=sleep)
+        self._streaming_surface = surface
+        self._streams: list[TextStream] = []
+        self._ids: list[str] = []
+        self._sent = 0
+        self._page = 0
+        self._next_append_at = float("-inf")
+
+    @property
+    def has_output(self) -> bool:
+        """Whether a stream has been opened."""
+        return bool(self._streams)
+
+    def _message_ids(self) -> tuple[str, ...]:
+        return tuple(self._ids)
+
+    async def _draw_loop(self) -> None:
+        while True:
+            await self._changed.wait()
+            if self._finished:
+                return
+            self._changed.clear()
+            delay = self._next_append_at - self._clock()
+            if delay > 0 and self._streams:
+                await self._sleep(delay)
+            try:
+                await self._advance(self.text, final=False)
+            except DeliveryFailed as exc:
+                log.warning("stream can no longer be shown: %s", exc)
+                self._failed = True
+                return
+            except Exception:
+                log.exception("appending to the stream failed")
+            self._next_append_at = self._clock() + self._surface.limits.min_edit_interval
+
+    async def _draw_final(self) -> None:
+        try:
+            await self._advance(self._full_text(), final=True)
+        except DeliveryFailed as exc:
+            log.warning("final stream text could not be shown: %s", exc)
+            self._failed = True
+
+    async def _advance(self, text: str, *, final: bool) -> None:
+        limit = self._surface.limits.max_message_chars
+        pages = paginate(text, limit)
+        start = sum(len(p.body) for p in pages[: self._page])
+        while self._page < len(pages):
+            page = pages[self._page]
+            last = self._page == len(pages) - 1
+            if last and not final:
+                end = safe_length(text, limit)
+                await self._append(page, text[start + self._sent : max(end, start + self._sent)])
+                return
+            await self._append(page, page.body[self._sent :] + page.closing)
+            await self._close_current()
+            start += len(page.body)
+
+    async def _append(self, page: Page, text: str) -> None:
+        if not text:
+            return
+        if len(self._streams) <= self._page:
+            self._streams.append(await self._streaming_surface.open_stream(page.opening))
+            self._stop_progress()
+        await self._streams[self._page].append(text)
+        self._sent += len(text)
+
+    async def _close_current(self) -> None:
+        if len(self._streams) > self._page:
+            self._ids.append(await self._streams[self._page].close())
+        self._page += 1
+        self._sent = 0
+
+
+def _closed(page: Page) -> str:
+    fence = open_fence_at_end(page.opening + page.body)
+    if fence is None:
+        return page.text
+    return page.text + ("" if page.body.endswith("\n") else "\n") + fence[0]
+
+
+def renderer_for(surface: Surface, budget: EditBudget | None, *, clock: Clock = time.monotonic,
+                 sleep: Sleep = asyncio.sleep) -> Renderer:
+    """The native-stream renderer when the surface offers streaming, else post-then-edit."""
+    if isinstance(surface, StreamingSurface):
+        return StreamRenderer(surface, clock=clock, sleep=sleep)
+    return EditRenderer(surface, budget, clock=clock, sleep=sleep)

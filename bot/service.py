@@ -1,0 +1,312 @@
+"""The reply service: store the question, ask the model, draw the answer, store the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bot.attachments import prepare_attachments
+from bot.commands import Commands
+from bot.conversation import (
+    Author,
+    ConversationKey,
+    Incoming,
+    Part,
+    Role,
+    TextPart,
+    Turn,
+    TurnStatus,
+)
+from bot.errors import UserFacingError
+from bot.llm import ChatRequest, StreamEnd, StreamEvent, StreamInterrupted, TextDelta
+from bot.pacing import Clock, EditBudget, Sleep
+from bot.parameters import request_parameters
+from bot.prompt import build_request
+from bot.render import Rendered, Renderer, renderer_for
+from bot.store import Store
+from bot.surface import Surface
+from bot.tokens import estimate_tokens
+
+log = logging.getLogger(__name__)
+
+WARNING = "⚠️"
+GENERIC_FAILURE = (
+    f"{WARNING} Something went wrong on my side while answering. Your message is saved; "
+    "please try again."
+)
+FINISH_NOTES = {
+    "length": "(The answer reached its length limit, `max_completion_tokens`.)",
+    "content_filter": "(The model stopped this answer for safety reasons.)",
+    "safety": "(The model stopped this answer for safety reasons.)",
+}
+
+
+class ChatModel(Protocol):
+    """Anything that streams an answer to a request (the HTTP client, or a fake)."""
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        """Yield text deltas, then one StreamEnd."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    """The bot-wide defaults and limits the service applies."""
+
+    default_model: str
+    default_system_prompt: str = ""
+    history_tokens: int = 32_000
+    max_images: int = 8
+    max_attachment_bytes: int = 20 * 1024 * 1024
+    max_text_attachment_bytes: int = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyOutcome:
+    """How one reply ended, for the adapter and for tests."""
+
+    text: str
+    note: str
+    status: TurnStatus
+    error: str | None
+    message_ids: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _ActiveReply:
+    requester: str
+    task: asyncio.Task[StreamEnd] | None = None
+    stopped: bool = False
+
+
+@dataclass(slots=True)
+class _KeyedLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    holders: int = 0
+
+
+class ConversationLocks:
+    """One lock per conversation, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[ConversationKey, _KeyedLock] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: ConversationKey) -> AsyncIterator[None]:
+        """Hold the conversation's lock; replies in one conversation run one at a time."""
+        entry = self._locks.setdefault(key, _KeyedLock())
+        entry.holders += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.holders -= 1
+            if entry.holders == 0:
+                del self._locks[key]
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+class Service:
+    """Platform-free handling of one incoming message, end to end."""
+
+    def __init__(
+        self,
+        store: Store,
+        model: ChatModel,
+        config: ServiceConfig,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._store = store
+        self._model = model
+        self._config = config
+        self._clock = clock
+        self._sleep = sleep
+        self._locks = ConversationLocks()
+        self._active: dict[ConversationKey, _ActiveReply] = {}
+        self.commands = Commands(store, config.default_model, config.default_system_prompt)
+
+    async def knows(self, key: ConversationKey) -> bool:
+        """Whether the bot has taken part in this conversation (so it listens without a mention)."""
+        return await self._store.has_conversation(key)
+
+    async def conversation_of_message(
+        self, platform: str, message_id: str
+    ) -> ConversationKey | None:
+        """The conversation a platform message belongs to, if any."""
+        return await self._store.conversation_of_message(platform, message_id)
+
+    async def claim_event(self, platform: str, event_id: str) -> bool:
+        """Record a platform event; False if it was handled before (a redelivery)."""
+        return await self._store.claim_event(platform, event_id)
+
+    def is_replying(self, key: ConversationKey) -> bool:
+        """Whether an answer is being written in this conversation now."""
+        return key in self._active
+
+    async def stop(self, key: ConversationKey, user: Author) -> str:
+        """Stop the answer being written in `key`; return what to tell the user."""
+        active = self._active.get(key)
+        if active is None or active.task is None or active.task.done():
+            return "There is no answer being written here."
+        if user.id != active.requester and not user.can_configure:
+            return "Only the person who asked, or a channel manager, can stop this answer."
+        active.stopped = True
+        active.task.cancel()
+        return "Stopped. The text so far is kept."
+
+    async def handle(
+        self, incoming: Incoming, surface: Surface, budget: EditBudget | None = None
+    ) -> ReplyOutcome | None:
+        """Answer one message on `surface`; None when the message gets no answer."""
+        if incoming.author.is_bot:
+            return None
+        key = incoming.key
+        try:
+            if incoming.event_id and not await self._store.claim_event(
+                key.platform, incoming.event_id
+            ):
+                log.info("%s: event %s was already handled", key, incoming.event_id)
+                return None
+            turn = await self._user_turn(incoming, surface)
+            if turn is None:
+                return None
+            async with self._locks.hold(key):
+                await self._store.add_turn(key, turn)
+                return await self._reply(key, incoming.author, surface, budget)
+        except UserFacingError as exc:
+            await _notify(surface, f"{WARNING} {exc}")
+        except Exception:
+            log.exception("%s: failed to answer message %s", key, incoming.message_id)
+            await _notify(surface, GENERIC_FAILURE)
+        return None
+
+    async def _user_turn(self, incoming: Incoming, surface: Surface) -> Turn | None:
+        prepared = await prepare_attachments(
+            incoming.attachments,
+            self._config.max_attachment_bytes,
+            self._config.max_text_attachment_bytes,
+        )
+        for note in prepared.notes:
+            await _notify(surface, note)
+        text = incoming.text.strip()
+        parts: list[Part] = [TextPart(text)] if text else []
+        parts.extend(prepared.parts)
+        if not parts:
+            if not prepared.notes:
+                await _notify(surface, "Ask me something: write a question, attach an image, "
+                                       "or both.")
+            return None
+        tokens = estimate_tokens(parts)
+        if tokens > self._config.history_tokens:
+            await _notify(surface, (
+                f"{WARNING} That message is too long for me: about {tokens:,} tokens, and the "
+                f"limit is {self._config.history_tokens:,}. Please shorten or split it."
+            ))
+            return None
+        return Turn(
+            role=Role.USER,
+            parts=tuple(parts),
+            author_id=incoming.author.id,
+            author_name=incoming.author.name,
+            message_ids=(incoming.message_id,) if incoming.message_id else (),
+        )
+
+    async def _reply(
+        self, key: ConversationKey, author: Author, surface: Surface, budget: EditBudget | None
+    ) -> ReplyOutcome:
+        settings = await self._store.channel_settings(key.channel_key)
+        history = await self._store.history(
+            key, self._config.history_tokens, self._config.max_images
+        )
+        system_prompt = (
+            settings.system_prompt
+            if settings.system_prompt is not None
+            else self._config.default_system_prompt
+        )
+        parameters = request_parameters(self._config.default_model, settings)
+        request = build_request(system_prompt, history, parameters)
+        renderer = renderer_for(surface, budget, clock=self._clock, sleep=self._sleep)
+        end, stopped = await self._generate(key, author, request, renderer)
+        status, note = _ending(end, stopped, renderer.text)
+        rendered = await renderer.finish(note)
+        await self._save_answer(key, renderer.text, end, status, rendered,
+                                parameters["model"], surface)
+        return ReplyOutcome(renderer.text, note, status,
+                            str(end.error) if end.error else None, rendered.message_ids)
+
+    async def _generate(
+        self, key: ConversationKey, author: Author, request: ChatRequest, renderer: Renderer
+    ) -> tuple[StreamEnd, bool]:
+        active = _ActiveReply(requester=author.id)
+        self._active[key] = active
+        renderer.start()
+        task = asyncio.create_task(self._pump(request, renderer))
+        active.task = task
+        try:
+            return await task, False
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not active.stopped or (current is not None and current.cancelling()):
+                task.cancel()
+                await renderer.cancel()
+                raise
+            log.info("%s: answer stopped by a user", key)
+            return StreamEnd(), True
+        finally:
+            del self._active[key]
+
+    async def _pump(self, request: ChatRequest, renderer: Renderer) -> StreamEnd:
+        async for event in self._model.stream(request):
+            if isinstance(event, TextDelta):
+                renderer.feed(event.text)
+            else:
+                return event
+        return StreamEnd(error=StreamInterrupted("The model's stream ended without a result."))
+
+    async def _save_answer(
+        self, key: ConversationKey, text: str, end: StreamEnd, status: TurnStatus,
+        rendered: Rendered, model: str, surface: Surface,
+    ) -> None:
+        turn = Turn(
+            role=Role.ASSISTANT,
+            parts=(TextPart(text),),
+            message_ids=rendered.message_ids,
+            usage=end.usage,
+            model=end.model or model,
+            status=status,
+            error=str(end.error) if end.error else None,
+        )
+        try:
+            await self._store.add_turn(key, turn)
+        except UserFacingError:
+            log.error("%s: the answer could not be stored", key)
+            await _notify(surface, f"{WARNING} The answer could not be saved, so I may not "
+                                   "remember it later.")
+
+
+def _ending(end: StreamEnd, stopped: bool, text: str) -> tuple[TurnStatus, str]:
+    if stopped:
+        return TurnStatus.STOPPED, "(Stopped.)"
+    if end.error is not None:
+        status = TurnStatus.INTERRUPTED if text else TurnStatus.FAILED
+        return status, f"{WARNING} {end.error}"
+    if not text.strip():
+        return TurnStatus.COMPLETE, "(The model returned an empty answer.)"
+    return TurnStatus.COMPLETE, FINISH_NOTES.get(end.finish_reason or "", "")
+
+
+async def _notify(surface: Surface, text: str) -> None:
+    try:
+        await surface.notify(text)
+    except Exception:
+        log.exception("could not show a notice")
+

@@ -1,0 +1,411 @@
+"""The conversation store: conversations, turns, images, channel settings, usage, events."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bot.conversation import (
+    ChannelKey,
+    ConversationKey,
+    ImagePart,
+    Part,
+    Role,
+    TextPart,
+    Turn,
+    TurnStatus,
+    Usage,
+)
+from bot.errors import StoreUnavailable
+from bot.parameters import ChannelSettings
+from bot.schema import (
+    ChannelSettingsRow,
+    ConversationRow,
+    ImageRow,
+    PlatformMessageRow,
+    ProcessedEventRow,
+    TurnRow,
+    UsageRow,
+    utcnow,
+)
+from bot.tokens import estimate_tokens
+
+log = logging.getLogger(__name__)
+
+CONVERSATION_CACHE_SIZE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotals:
+    """Token totals for a channel over a period."""
+
+    replies: int
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+
+
+class Store:
+    """Reads and writes everything the bot remembers, on any SQLAlchemy async engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._conversation_ids: OrderedDict[ConversationKey, int] = OrderedDict()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine the store runs on."""
+        return self._engine
+
+    async def close(self) -> None:
+        """Release every pooled connection."""
+        await self._engine.dispose()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self._engine.begin() as connection:
+                yield connection
+        except DBAPIError as exc:
+            log.error("database error: %s", exc.orig if exc.orig is not None else exc)
+            raise StoreUnavailable(
+                "The database is unavailable right now (it may be locked or full), so nothing "
+                "was changed. Please try again in a moment."
+            ) from exc
+
+    def _insert_ignoring_duplicates(
+        self, connection: AsyncConnection, table: Any, keys: Sequence[str]
+    ) -> Any:
+        dialect = connection.dialect.name
+        if dialect == "sqlite":
+            return sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
+        if dialect == "postgresql":
+            return postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
+        raise NotImplementedError(f"unsupported database dialect {dialect}")
+
+    async def _conversation_id(
+        self, connection: AsyncConnection, key: ConversationKey, *, create: bool
+    ) -> int | None:
+        cached = self._conversation_ids.get(key)
+        if cached is not None:
+            self._conversation_ids.move_to_end(key)
+            return cached
+        where = (
+            (ConversationRow.platform == key.platform)
+            & (ConversationRow.workspace == key.workspace)
+            & (ConversationRow.channel == key.channel)
+            & (ConversationRow.thread == key.thread)
+        )
+        found = await connection.scalar(select(ConversationRow.id).where(where))
+        if found is None and create:
+            statement = self._insert_ignoring_duplicates(
+                connection, ConversationRow, ("platform", "workspace", "channel", "thread")
+            ).values(
+                platform=key.platform, workspace=key.workspace, channel=key.channel,
+                thread=key.thread, created_at=utcnow(),
+            )
+            await connection.execute(statement)
+            found = await connection.scalar(select(ConversationRow.id).where(where))
+        if found is not None:
+            self._conversation_ids[key] = found
+            if len(self._conversation_ids) > CONVERSATION_CACHE_SIZE:
+                self._conversation_ids.popitem(last=False)
+        return found
+
+    async def add_turn(self, key: ConversationKey, turn: Turn) -> int:
+        """Store a turn (its images once each, its message ids, its usage); return its id."""
+        async with self._transaction() as connection:
+            conversation_id = await self._conversation_id(connection, key, create=True)
+            assert conversation_id is not None
+            for image in turn.images:
+                await self._save_image(connection, image)
+            turn_id = (
+                await connection.execute(
+                    insert(TurnRow).returning(TurnRow.id).values(
+                        conversation_id=conversation_id,
+                        role=turn.role.value,
+                        author_id=turn.author_id,
+                        author_name=turn.author_name[:128],
+                        parts=[_part_to_json(p) for p in turn.parts],
+                        tokens=estimate_tokens(turn.parts),
+                        status=turn.status.value,
+                        error=turn.error,
+                        model=turn.model,
+                        prompt_tokens=turn.usage.prompt_tokens if turn.usage else None,
+                        completion_tokens=turn.usage.completion_tokens if turn.usage else None,
+                        reasoning_tokens=turn.usage.reasoning_tokens if turn.usage else None,
+                        created_at=turn.created_at,
+                    )
+                )
+            ).scalar_one()
+            await self._link_messages(connection, key.platform, conversation_id, turn_id,
+                                      turn.message_ids)
+            if turn.usage is not None:
+                await connection.execute(
+                    insert(UsageRow).values(
+                        platform=key.platform, workspace=key.workspace, channel=key.channel,
+                        thread=key.thread, user_id=turn.author_id, model=turn.model or "",
+                        prompt_tokens=turn.usage.prompt_tokens,
+                        completion_tokens=turn.usage.completion_tokens,
+                        reasoning_tokens=turn.usage.reasoning_tokens,
+                        created_at=turn.created_at,
+                    )
+                )
+            return int(turn_id)
+
+    async def _link_messages(
+        self, connection: AsyncConnection, platform: str, conversation_id: int, turn_id: int,
+        message_ids: Iterable[str],
+    ) -> None:
+        rows = [
+            {"platform": platform, "message_id": m, "turn_id": turn_id,
+             "conversation_id": conversation_id}
+            for m in dict.fromkeys(message_ids)
+        ]
+        if rows:
+            statement = self._insert_ignoring_duplicates(
+                connection, PlatformMessageRow, ("platform", "message_id")
+            )
+            await connection.execute(statement, rows)
+
+    async def _save_image(self, connection: AsyncConnection, image: ImagePart) -> None:
+        if image.data is None:
+            return
+        exists = await connection.scalar(
+            select(ImageRow.sha256).where(ImageRow.sha256 == image.sha256)
+        )
+        if exists is None:
+            statement = self._insert_ignoring_duplicates(connection, ImageRow, ("sha256",))
+            await connection.execute(
+                statement.values(
+                    sha256=image.sha256, mime_type=image.mime_type, size=len(image.data),
+                    data=image.data, created_at=utcnow(),
+                )
+            )
+
+    async def history(
+        self, key: ConversationKey, token_budget: int, max_images: int
+    ) -> list[Turn]:
+        """The newest whole turns whose estimated tokens fit `token_budget`, oldest first.
+
+        Only the newest `max_images` images carry their bytes; older image parts come back
+        with `data=None` for the request builder to leave out.
+        """
+        async with self._transaction() as connection:
+            conversation_id = await self._conversation_id(connection, key, create=False)
+            if conversation_id is None:
+                return []
+            running = (
+                func.sum(TurnRow.tokens)
+                .over(order_by=TurnRow.id.desc(), rows=(None, 0))
+                .label("running")
+            )
+            window = (
+                select(TurnRow.id, running)
+                .where(TurnRow.conversation_id == conversation_id)
+                .subquery()
+            )
+            first_id = await connection.scalar(
+                select(func.min(window.c.id)).where(window.c.running <= token_budget)
+            )
+            if first_id is None:
+                return []
+            rows = (
+                await connection.execute(
+                    select(TurnRow.__table__)
+                    .where(TurnRow.conversation_id == conversation_id, TurnRow.id >= first_id)
+                    .order_by(TurnRow.id)
+                )
+            ).all()
+            wanted = _newest_image_hashes(rows, max_images)
+            images: dict[str, bytes] = {}
+            if wanted:
+                found = await connection.execute(
+                    select(ImageRow.sha256, ImageRow.data).where(ImageRow.sha256.in_(wanted))
+                )
+                images = {sha: data for sha, data in found.all()}
+        return [_turn_from_row(row, images) for row in rows]
+
+    async def forget(self, key: ConversationKey) -> int:
+        """Delete a conversation's turns (usage records stay); return how many went."""
+        async with self._transaction() as connection:
+            conversation_id = await self._conversation_id(connection, key, create=False)
+            if conversation_id is None:
+                return 0
+            await connection.execute(
+                delete(PlatformMessageRow).where(
+                    PlatformMessageRow.conversation_id == conversation_id
+                )
+            )
+            result = await connection.execute(
+                delete(TurnRow).where(TurnRow.conversation_id == conversation_id)
+            )
+            return int(result.rowcount or 0)
+
+    async def has_conversation(self, key: ConversationKey) -> bool:
+        """Whether the bot has ever taken part in this conversation."""
+        async with self._transaction() as connection:
+            return await self._conversation_id(connection, key, create=False) is not None
+
+    async def conversation_of_message(
+        self, platform: str, message_id: str
+    ) -> ConversationKey | None:
+        """The conversation a platform message belongs to, if the bot stored it."""
+        async with self._transaction() as connection:
+            row = (
+                await connection.execute(
+                    select(
+                        ConversationRow.platform, ConversationRow.workspace,
+                        ConversationRow.channel, ConversationRow.thread,
+                    )
+                    .join(
+                        PlatformMessageRow,
+                        PlatformMessageRow.conversation_id == ConversationRow.id,
+                    )
+                    .where(
+                        PlatformMessageRow.platform == platform,
+                        PlatformMessageRow.message_id == message_id,
+                    )
+                )
+            ).first()
+        return ConversationKey(*row) if row is not None else None
+
+    async def channel_settings(self, channel: ChannelKey) -> ChannelSettings:
+        """The channel's settings, empty when none were ever set."""
+        async with self._transaction() as connection:
+            row = (
+                await connection.execute(
+                    select(ChannelSettingsRow.system_prompt, ChannelSettingsRow.parameters)
+                    .where(*_channel_match(channel))
+                )
+            ).first()
+        if row is None:
+            return ChannelSettings()
+        return ChannelSettings(system_prompt=row[0], parameters=dict(row[1] or {}))
+
+    async def save_channel_settings(
+        self, channel: ChannelKey, settings: ChannelSettings, updated_by: str
+    ) -> None:
+        """Replace the channel's settings."""
+        values = {
+            "system_prompt": settings.system_prompt,
+            "parameters": dict(settings.parameters),
+            "updated_by": updated_by,
+            "updated_at": utcnow(),
+        }
+        async with self._transaction() as connection:
+            dialect = connection.dialect.name
+            module: Any = sqlite if dialect == "sqlite" else postgresql
+            statement = module.insert(ChannelSettingsRow).values(
+                platform=channel.platform, workspace=channel.workspace, channel=channel.channel,
+                **values,
+            )
+            await connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["platform", "workspace", "channel"], set_=values
+                )
+            )
+
+    async def usage_totals(
+        self, channel: ChannelKey, since: timedelta | None = None
+    ) -> UsageTotals:
+        """Token totals for the channel, over all time or the last `since`."""
+        query = select(
+            func.count(UsageRow.id),
+            func.coalesce(func.sum(UsageRow.prompt_tokens), 0),
+            func.coalesce(func.sum(UsageRow.completion_tokens), 0),
+            func.coalesce(func.sum(UsageRow.reasoning_tokens), 0),
+        ).where(
+            UsageRow.platform == channel.platform,
+            UsageRow.workspace == channel.workspace,
+            UsageRow.channel == channel.channel,
+        )
+        if since is not None:
+            query = query.where(UsageRow.created_at >= datetime.now(UTC) - since)
+        async with self._transaction() as connection:
+            row = (await connection.execute(query)).one()
+        return UsageTotals(*(int(value) for value in row))
+
+    async def claim_event(self, platform: str, event_id: str) -> bool:
+        """Record an event id; False when it was already recorded (a redelivery)."""
+        try:
+            async with self._transaction() as connection:
+                statement = self._insert_ignoring_duplicates(
+                    connection, ProcessedEventRow, ("platform", "event_id")
+                ).values(platform=platform, event_id=event_id, created_at=utcnow())
+                result = await connection.execute(statement)
+                return bool(result.rowcount)
+        except IntegrityError:
+            return False
+
+    async def forget_events_before(self, cutoff: datetime) -> int:
+        """Drop processed-event records older than `cutoff`; return how many."""
+        async with self._transaction() as connection:
+            result = await connection.execute(
+                delete(ProcessedEventRow).where(ProcessedEventRow.created_at < cutoff)
+            )
+            return int(result.rowcount or 0)
+
+
+def _channel_match(channel: ChannelKey) -> tuple[Any, ...]:
+    return (
+        ChannelSettingsRow.platform == channel.platform,
+        ChannelSettingsRow.workspace == channel.workspace,
+        ChannelSettingsRow.channel == channel.channel,
+    )
+
+
+def _part_to_json(part: Part) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    return {"type": "image", "sha256": part.sha256, "mime_type": part.mime_type}
+
+
+def _newest_image_hashes(rows: Sequence[Any], limit: int) -> list[str]:
+    hashes: list[str] = []
+    for row in reversed(rows):
+        for part in reversed(row.parts):
+            if part["type"] == "image" and len(hashes) < limit:
+                hashes.append(part["sha256"])
+    return hashes
+
+
+def _turn_from_row(row: Any, images: dict[str, bytes]) -> Turn:
+    turn = row
+    parts: list[Part] = []
+    for part in turn.parts:
+        if part["type"] == "text":
+            parts.append(TextPart(part["text"]))
+        else:
+            parts.append(
+                ImagePart(part["sha256"], part["mime_type"], images.get(part["sha256"]))
+            )
+    usage = None
+    if turn.prompt_tokens is not None:
+        usage = Usage(
+            turn.prompt_tokens, turn.completion_tokens or 0, turn.reasoning_tokens or 0
+        )
+    created = turn.created_at
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    return Turn(
+        role=Role(turn.role),
+        parts=tuple(parts),
+        author_id=turn.author_id,
+        author_name=turn.author_name,
+        created_at=created,
+        usage=usage,
+        model=turn.model,
+        status=TurnStatus(turn.status),
+        error=turn.error,
+    )

@@ -1,0 +1,42 @@
+"""Alembic environment: runs on a connection handed in by the bot, or on DATABASE_URL."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import context
+from sqlalchemy import Connection
+
+from bot.schema import Base
+
+target_metadata = Base.metadata
+
+
+def run_on(connection: Connection) -> None:
+    """Run the migrations on an open synchronous connection (batch mode for SQLite)."""
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=True,
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def run_from_settings() -> None:
+    """Open DATABASE_URL ourselves, for the `alembic` command line."""
+    from bot.config import load_settings
+    from bot.database import create_engine
+
+    engine = create_engine(load_settings().database_url)
+    async with engine.begin() as connection:
+        await connection.run_sync(run_on)
+    await engine.dispose()
+
+
+given = context.config.attributes.get("connection")
+if given is not None:
+    run_on(given)
+else:
+    asyncio.run(run_from_settings())

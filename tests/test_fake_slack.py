@@ -1,0 +1,341 @@
+"""The fake Slack works against the real slack_sdk / slack_bolt clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import aiohttp
+import pytest
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
+
+from tests.fakes.slack_server import (
+    ADMIN_USER_ID,
+    BOT_USER_ID,
+    OWNER_USER_ID,
+    PLAIN_USER_ID,
+    SIGN_IN_PAGE,
+    FakeSlack,
+    event_callback_body,
+    signed_headers,
+    slash_command_body,
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    # slack_sdk routes *every* request through HTTP(S)_PROXY and ignores NO_PROXY.
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack() as server:
+        yield server
+
+
+def make_app(fake: FakeSlack, **kwargs: Any) -> AsyncApp:
+    # client= (not token=): AsyncApp(token=...) would build a client for slack.com.
+    return AsyncApp(
+        name="fake-slack-test",
+        client=fake.client(),
+        signing_secret=fake.signing_secret,
+        **kwargs,
+    )
+
+
+def bolt_request(body: str, headers: Mapping[str, str]) -> AsyncBoltRequest:
+    """An HTTP-mode bolt request, as the bot's /slack/events route would build it."""
+    bolt_headers: dict[str, str | Sequence[str]] = dict(headers)
+    return AsyncBoltRequest(body=body, headers=bolt_headers)
+
+
+# --------------------------------------------------------------------------- Web API
+
+
+async def test_web_api_basics(fake: FakeSlack) -> None:
+    client = AsyncWebClient(base_url=fake.api_url, token=fake.bot_token)
+
+    auth = await client.auth_test()
+    assert (auth["team_id"], auth["user_id"], auth["bot_id"]) == ("T1", "UBOT", "BBOT")
+
+    parent = fake.app_mention(text="question", channel="C1")
+    posted = await client.chat_postMessage(
+        channel="C1",
+        thread_ts=parent["ts"],
+        text="thinking…",
+        blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": "thinking…"}}],
+    )
+    assert posted["channel"] == "C1"
+    assert posted["message"]["bot_id"] == "BBOT"
+    updated = await client.chat_update(channel="C1", ts=posted["ts"], text="the answer")
+    assert updated["text"] == "the answer"
+
+    call = fake.calls_of("chat.postMessage")[0]
+    assert call.token == fake.bot_token
+    assert call.params["blocks"][0]["type"] == "section"  # JSON body kept its structure
+    assert [u.text for u in fake.updates_of(posted["ts"])] == ["the answer"]
+    assert [m.final_text for m in fake.messages("C1", parent["ts"])] == [
+        "<@UBOT> question",
+        "the answer",
+    ]
+    assert fake.texts("C1") == ["the answer"]
+
+    replies = await client.conversations_replies(channel="C1", ts=parent["ts"])
+    assert [m["text"] for m in replies["messages"]] == ["<@UBOT> question", "the answer"]
+    assert replies["messages"][0]["reply_count"] == 1
+
+    await client.reactions_add(channel="C1", timestamp=parent["ts"], name="eyes")
+    assert fake.messages("C1")[0].reactions == ["eyes"]
+    assert fake.calls_of("reactions.add")[0].params["name"] == "eyes"  # query-string params
+
+    users = {u: (await client.users_info(user=u))["user"] for u in (ADMIN_USER_ID, OWNER_USER_ID)}
+    plain = (await client.users_info(user=PLAIN_USER_ID))["user"]
+    assert users[ADMIN_USER_ID]["is_admin"] and not users[ADMIN_USER_ID]["is_owner"]
+    assert users[OWNER_USER_ID]["is_owner"]
+    assert not plain["is_admin"] and not plain["is_owner"]
+    info = await client.conversations_info(channel="D1")
+    assert info["channel"]["is_im"] and info["channel"]["user"] == PLAIN_USER_ID
+
+    eph = await client.chat_postEphemeral(channel="C1", user=PLAIN_USER_ID, text="psst")
+    assert fake.ephemerals[0]["message_ts"] == eph["message_ts"]
+
+    # form-encoded body and token in the body are accepted too
+    form = await AsyncWebClient(base_url=fake.api_url).api_call(
+        "chat.postMessage", data={"channel": "C2", "text": "form", "token": fake.bot_token}
+    )
+    assert form["ok"] and fake.texts("C2") == ["form"]
+
+    with pytest.raises(SlackApiError) as bad_token:
+        await AsyncWebClient(base_url=fake.api_url, token="xoxb-wrong").auth_test()
+    assert bad_token.value.response["error"] == "invalid_auth"
+    with pytest.raises(SlackApiError) as unknown:
+        await client.api_call("chat.doesNotExist", json={"x": 1})
+    assert unknown.value.response["error"] == "unknown_method"
+    assert fake.calls[-1].method == "chat.doesNotExist"
+    with pytest.raises(SlackApiError) as too_long:
+        await client.chat_update(channel="C1", ts=posted["ts"], text="x" * 4001)
+    assert too_long.value.response["error"] == "msg_too_long"
+    with pytest.raises(SlackApiError) as not_bot:
+        await client.chat_update(channel="C1", ts=parent["ts"], text="hijack")
+    assert not_bot.value.response["error"] == "cant_update_message"
+
+    fake.fail_next("chat.postMessage", "channel_not_found")
+    with pytest.raises(SlackApiError) as injected:
+        await client.chat_postMessage(channel="C1", text="x")
+    assert injected.value.response["error"] == "channel_not_found"
+
+
+async def test_update_rate_limit_and_retry_handler() -> None:
+    async with FakeSlack(update_limit=2, update_window=1.0, retry_after=1) as fake:
+        client = fake.client()
+        posted = await client.chat_postMessage(channel="C1", text="0")
+        await client.chat_update(channel="C1", ts=posted["ts"], text="1")
+        await client.chat_update(channel="C1", ts=posted["ts"], text="2")
+        with pytest.raises(SlackApiError) as exc:
+            await client.chat_update(channel="C1", ts=posted["ts"], text="3")
+        assert exc.value.response.status_code == 429
+        assert exc.value.response["error"] == "ratelimited"
+        assert exc.value.response.headers["Retry-After"] == "1"
+        assert fake.rate_limited == 1
+
+        retrying = fake.client(retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=2)])
+        started = time.monotonic()
+        await retrying.chat_update(channel="C1", ts=posted["ts"], text="4")
+        assert time.monotonic() - started >= 1.0  # honoured Retry-After
+        assert fake.rate_limited == 2
+        assert fake.messages("C1")[0].final_text == "4"
+        assert [c.status for c in fake.calls_of("chat.update")] == [200, 200, 429, 429, 200]
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+async def test_chat_stream_helper(fake: FakeSlack) -> None:
+    client = fake.client()
+    parent = fake.app_mention(text="stream please", channel="C1")
+    streamer = await client.chat_stream(
+        channel="C1",
+        thread_ts=parent["ts"],
+        recipient_team_id="T1",
+        recipient_user_id=PLAIN_USER_ID,
+        buffer_size=10,
+    )
+    pieces = ["Hello", ", ", "world", "! This is ", "streamed", "."]
+    for piece in pieces:
+        await streamer.append(markdown_text=piece)
+    await streamer.stop(blocks=[{"type": "divider"}])
+
+    (stream,) = fake.streams
+    assert stream.ts == streamer.ts
+    assert stream.text == "".join(pieces)
+    assert stream.state == "stopped" and stream.stop_blocks == [{"type": "divider"}]
+    assert stream.recipient_user_id == PLAIN_USER_ID
+    # the helper sends buffered text as markdown_text *chunks*, not markdown_text
+    assert all(c["type"] == "markdown_text" for c in stream.chunks)
+    methods = [m for m, _ in stream.requests]
+    assert methods[0] == "chat.startStream" and methods[-1] == "chat.stopStream"
+    assert fake.messages("C1", parent["ts"])[-1].final_text == "".join(pieces)
+
+    with pytest.raises(SlackApiError) as missing:
+        await client.chat_startStream(channel="C1", thread_ts=parent["ts"], markdown_text="x")
+    assert missing.value.response["error"] == "missing_recipient_team_id"
+
+    # DMs need no recipient; an expired stream rejects appends
+    dm = await client.chat_startStream(channel="D1", thread_ts=parent["ts"], markdown_text="a")
+    fake.expire_stream(dm["ts"])
+    with pytest.raises(SlackApiError) as expired:
+        await client.chat_appendStream(channel="D1", ts=dm["ts"], markdown_text="b")
+    assert expired.value.response["error"] == "message_not_in_streaming_state"
+
+
+# --------------------------------------------------------------------------- files
+
+
+async def test_file_downloads_need_bearer(fake: FakeSlack) -> None:
+    obj = fake.add_file("notes.txt", b"secret bytes", "text/plain", "text")
+    assert obj["url_private"].startswith(fake.files_url) and obj["size"] == 12
+    async with aiohttp.ClientSession() as session:
+        auth = {"Authorization": f"Bearer {fake.bot_token}"}
+        async with session.get(obj["url_private_download"], headers=auth) as resp:
+            assert resp.status == 200 and await resp.read() == b"secret bytes"
+        async with session.get(obj["url_private"]) as resp:
+            assert resp.status == 200 and resp.content_type == "text/html"
+            assert await resp.text() == SIGN_IN_PAGE
+        bad = {"Authorization": "Bearer xoxb-wrong"}
+        async with session.get(obj["url_private"], headers=bad) as resp:
+            assert resp.content_type == "text/html"
+    assert [d.authorized for d in fake.downloads] == [True, False, False]
+    info = await fake.client().files_info(file=obj["id"])
+    assert info["file"]["name"] == "notes.txt"
+
+
+# --------------------------------------------------------------------------- bolt, HTTP mode
+
+
+async def test_bolt_http_mode_signed_requests(fake: FakeSlack) -> None:
+    app = make_app(fake)
+    done = asyncio.Event()
+    seen: dict[str, Any] = {}
+
+    @app.event("app_mention")
+    async def on_mention(event: dict[str, Any], say_stream: Any, context: Any) -> None:
+        seen["text"] = event["text"]
+        seen["recipient"] = (context.team_id, context.user_id)
+        streamer = await say_stream()
+        await streamer.append(markdown_text="Hi ")
+        await streamer.stop(markdown_text="there")
+        done.set()
+
+    @app.command("/gemini")
+    async def on_command(ack: Any, respond: Any, command: dict[str, Any]) -> None:
+        await ack("on it")
+        await respond(f"echo: {command['text']}")
+
+    event = fake.app_mention(user=PLAIN_USER_ID, text="hello", channel="C1")
+    body, headers = fake.event_request(event)
+    assert SignatureVerifier(fake.signing_secret).is_valid_request(body, headers)
+    resp = await app.async_dispatch(bolt_request(body, headers))
+    assert resp.status == 200
+    await asyncio.wait_for(done.wait(), 5)
+    assert seen == {"text": "<@UBOT> hello", "recipient": ("T1", PLAIN_USER_ID)}
+    assert fake.streams[-1].text == "Hi there"
+    assert fake.streams[-1].thread_ts == event["ts"]  # say_stream replies in the thread
+    assert fake.calls_of("auth.test")  # single-team authorize hit the fake
+
+    bad = signed_headers(body, "not-the-secret")
+    resp = await app.async_dispatch(bolt_request(body, bad))
+    assert resp.status == 401
+    stale = signed_headers(body, fake.signing_secret, timestamp=int(time.time()) - 600)
+    resp = await app.async_dispatch(bolt_request(body, stale))
+    assert resp.status == 401
+
+    # pure helpers build the same shapes
+    assert json.loads(event_callback_body(event))["authorizations"][0]["user_id"] == BOT_USER_ID
+    cmd_body = slash_command_body(text="ping", response_url=fake.response_url())
+    resp = await app.async_dispatch(
+        bolt_request(cmd_body, signed_headers(cmd_body, fake.signing_secret))
+    )
+    assert resp.status == 200 and resp.body == "on it"
+    posted = await fake.wait_for(lambda: fake.responses)
+    assert posted[0].body["text"] == "echo: ping"
+
+
+# --------------------------------------------------------------------------- socket mode
+
+
+async def test_socket_mode_handler(fake: FakeSlack) -> None:
+    app = make_app(fake)
+    mentions: asyncio.Queue[tuple[str, str | None]] = asyncio.Queue()
+
+    @app.event("app_mention")
+    async def on_mention(event: dict[str, Any], say: Any, request: Any) -> None:
+        retry = request.headers.get("x-slack-retry-num", [None])[0]
+        await say(text=f"got: {event['text']}", thread_ts=event["ts"])
+        await mentions.put((event["text"], retry))
+
+    @app.command("/gemini")
+    async def on_command(ack: Any, command: dict[str, Any]) -> None:
+        await ack(f"working on {command['text']}")
+
+    handler = AsyncSocketModeHandler(app, fake.app_token)
+    try:
+        await handler.connect_async()  # type: ignore[no-untyped-call]
+        conn = await fake.wait_socket_connected()
+        assert fake.calls_of("apps.connections.open")[0].token == fake.app_token
+
+        event = fake.app_mention(text="over the socket")
+        envelope_id = await fake.push_event(event)
+        assert await fake.wait_ack(envelope_id) is None  # plain ack, no payload
+        text, retry = await asyncio.wait_for(mentions.get(), 5)
+        assert text == "<@UBOT> over the socket"
+        assert retry == "0"  # Slack sends retry_attempt=0 -> bolt sets x-slack-retry-num: 0
+        await fake.wait_for_call("chat.postMessage")
+        assert fake.texts("C1", event["ts"]) == ["got: <@UBOT> over the socket"]
+
+        cmd_id = await fake.push_slash_command(text="report")
+        assert await fake.wait_ack(cmd_id) == {"text": "working on report"}
+        assert fake.envelopes[-1].accepts_response_payload
+
+        # Slack-initiated refresh: the client fetches a new URL and reconnects
+        await fake.request_reconnect()
+        new_conn = await fake.wait_socket_connected(count=2)
+        assert new_conn.id != conn.id
+        again = await fake.push_event(fake.app_mention(text="after reconnect"), retry_num=1)
+        await fake.wait_ack(again)
+        assert await asyncio.wait_for(mentions.get(), 5) == ("<@UBOT> after reconnect", "1")
+        assert len(fake.calls_of("apps.connections.open")) == 2
+
+        # server-side drop: the client reconnects on its own
+        await fake.drop_sockets()
+        await fake.wait_socket_connected(count=3)
+        third = await fake.push_event(fake.app_mention(text="after drop"))
+        await fake.wait_ack(third)
+        assert (await asyncio.wait_for(mentions.get(), 5))[0] == "<@UBOT> after drop"
+
+        # bolt does not ack at all when no listener matches (404)
+        unhandled = await fake.push_event(fake.message(text="no listener for this"))
+        with pytest.raises(TimeoutError):
+            await fake.wait_ack(unhandled, timeout=0.5)
+    finally:
+        await handler.close_async()  # type: ignore[no-untyped-call]
+    await fake.wait_for(lambda: not fake.active_sockets)
+
+
+async def test_apps_connections_open_rejects_bot_token(fake: FakeSlack) -> None:
+    with pytest.raises(SlackApiError) as exc:
+        await fake.client().apps_connections_open(app_token=fake.bot_token)
+    assert exc.value.response["error"] == "not_allowed_token_type"
+    with pytest.raises(SlackApiError) as exc:
+        await fake.client(token=fake.app_token).auth_test()
+    assert exc.value.response["error"] == "not_allowed_token_type"
