@@ -1250,6 +1250,7 @@ class FakeDiscord:
             session = conn.session
             if session is not None and session.conn is conn:
                 session.conn = None
+                print("CLOSE CODE", ws.close_code)
                 if ws.close_code in (1000, 1001):
                     session.invalidated = True
             self._notify()
