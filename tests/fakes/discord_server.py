@@ -383,7 +383,13 @@ class _Conn:
     compress: bool
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     session: _Session | None = None
+    closed_by_server: bool = False
     _zlib: Any = None
+
+    async def close(self, code: int, message: bytes) -> None:
+        self.closed_by_server = True
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=code, message=message)
 
     async def send(self, payload: JSON) -> None:
         text = _dumps(payload)
@@ -547,8 +553,7 @@ class FakeDiscord:
     async def stop(self) -> None:
         """Close gateway connections (code 1001) and stop the server.  Close clients first."""
         for conn in list(self._conns):
-            with contextlib.suppress(Exception):
-                await conn.ws.close(code=1001, message=b"fake discord stopping")
+            await conn.close(1001, b"fake discord stopping")
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -602,11 +607,21 @@ class FakeDiscord:
 
     @contextlib.asynccontextmanager
     async def client_running(
-        self, client: discord.Client, *, within: float = 5.0
+        self, client: discord.Client, *, within: float = 5.0, fast_reidentify: bool = True
     ) -> AsyncIterator[discord.Client]:
-        """Run ``client.start(token)`` in a task until ``on_ready``; close it on exit."""
+        """Run ``client.start(token)`` in a task until it is ready; close it on exit.
+
+        ``fast_reidentify`` replaces ``client.before_identify_hook`` (discord.py sleeps 5 s
+        before every non-initial IDENTIFY, e.g. after INVALID_SESSION) with a no-op.
+        """
         if self.token is None:
             raise RuntimeError("client_running() needs FakeDiscord(token=...)")
+        if fast_reidentify:
+
+            async def no_identify_delay(shard_id: int | None, *, initial: bool = False) -> None:
+                return None
+
+            client.before_identify_hook = no_identify_delay  # type: ignore[method-assign]
         task = asyncio.create_task(client.start(self.token), name="fake-discord-client")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
@@ -1240,7 +1255,7 @@ class FakeDiscord:
                 try:
                     payload = json.loads(msg.data)
                 except ValueError:
-                    await ws.close(code=4002, message=b"Error while decoding payload.")
+                    await conn.close(4002, b"Error while decoding payload.")
                     break
                 await self._on_gateway_payload(conn, payload)
         except ConnectionError:
@@ -1250,8 +1265,9 @@ class FakeDiscord:
             session = conn.session
             if session is not None and session.conn is conn:
                 session.conn = None
-                print("CLOSE CODE", ws.close_code)
-                if ws.close_code in (1000, 1001):
+                # A client's own close with 1000/1001 ends the session (as on Discord);
+                # anything else (or a close the fake started) leaves it resumable.
+                if not conn.closed_by_server and ws.close_code in (1000, 1001):
                     session.invalidated = True
             self._notify()
         return ws
@@ -1271,13 +1287,13 @@ class FakeDiscord:
         elif op == 6:
             await self._resume(conn, d or {})
         elif conn.session is None:
-            await conn.ws.close(code=4003, message=b"Not authenticated.")
+            await conn.close(4003, b"Not authenticated.")
         elif op == 8:
             await self._request_members(conn.session, d or {})
         elif op in (3, 4):
             pass  # presence / voice state updates: accepted and ignored
         else:
-            await conn.ws.close(code=4001, message=b"Unknown opcode.")
+            await conn.close(4001, b"Unknown opcode.")
         self._notify()
 
     def _token_ok(self, token: Any) -> bool:
@@ -1285,10 +1301,10 @@ class FakeDiscord:
 
     async def _identify(self, conn: _Conn, d: JSON) -> None:
         if conn.session is not None:
-            await conn.ws.close(code=4005, message=b"Already authenticated.")
+            await conn.close(4005, b"Already authenticated.")
             return
         if not self._token_ok(d.get("token")):
-            await conn.ws.close(code=4004, message=b"Authentication failed.")
+            await conn.close(4004, b"Authentication failed.")
             return
         session = _Session(
             session_id=secrets.token_hex(16),
@@ -1326,7 +1342,7 @@ class FakeDiscord:
 
     async def _resume(self, conn: _Conn, d: JSON) -> None:
         if not self._token_ok(d.get("token")):
-            await conn.ws.close(code=4004, message=b"Authentication failed.")
+            await conn.close(4004, b"Authentication failed.")
             return
         session = self._sessions.get(str(d.get("session_id")))
         seq = int(d.get("seq") or 0)
@@ -1336,8 +1352,7 @@ class FakeDiscord:
             return
         old = session.conn
         if old is not None and old is not conn:
-            with contextlib.suppress(Exception):
-                await old.ws.close(code=4000, message=b"Session resumed elsewhere.")
+            await old.close(4000, b"Session resumed elsewhere.")
         async with session.lock:
             conn.session = session
             session.conn = conn
@@ -1457,8 +1472,7 @@ class FakeDiscord:
     async def drop_connections(self, code: int = 4000) -> None:
         """Close every gateway websocket from the server side with ``code``."""
         for conn in list(self._conns):
-            with contextlib.suppress(Exception):
-                await conn.ws.close(code=code, message=b"dropped by fake")
+            await conn.close(code, b"dropped by fake")
 
     # ------------------------------------------------------------------ injected user events
 
