@@ -96,7 +96,10 @@ def _stop(raw: str) -> list[str]:
 PARAMETERS: dict[str, Parameter] = {
     p.name: p
     for p in (
-        Parameter("model", "a model name such as gemini-3.1-flash-lite-preview", _model, "which model answers"),
+        Parameter(
+            "model", "a model name such as gemini-3.1-flash-lite-preview", _model,
+            "which model answers",
+        ),
         Parameter("temperature", "0 to 2", _number(0, 2, integer=False), "randomness"),
         Parameter("top_p", "0 to 1", _number(0, 1, integer=False), "nucleus sampling"),
         Parameter(

@@ -180,8 +180,7 @@ class Service:
             if turn is None:
                 return None
             async with self._locks.hold(key):
-                await self._store.add_turn(key, turn)
-                return await self._reply(key, incoming.author, surface, budget)
+                return await self._reply(key, turn, incoming.author, surface, budget)
         except UserFacingError as exc:
             await _notify(surface, f"{WARNING} {exc}")
         except Exception:
@@ -221,11 +220,11 @@ class Service:
         )
 
     async def _reply(
-        self, key: ConversationKey, author: Author, surface: Surface, budget: EditBudget | None
+        self, key: ConversationKey, question: Turn, author: Author, surface: Surface,
+        budget: EditBudget | None,
     ) -> ReplyOutcome:
-        settings = await self._store.channel_settings(key.channel_key)
-        history = await self._store.history(
-            key, self._config.history_tokens, self._config.max_images
+        settings, history = await self._store.add_question(
+            key, question, self._config.history_tokens, self._config.max_images
         )
         system_prompt = (
             settings.system_prompt

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Table, bindparam, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -43,6 +43,31 @@ from bot.tokens import estimate_tokens
 log = logging.getLogger(__name__)
 
 CONVERSATION_CACHE_SIZE = 10_000
+
+TURNS = cast(Table, TurnRow.__table__)
+INSERT_TURN = insert(TURNS).returning(TURNS.c.id)
+INSERT_USAGE = insert(cast(Table, UsageRow.__table__))
+_RUNNING = (
+    select(TURNS.c.id, func.sum(TURNS.c.tokens).over(order_by=TURNS.c.id.desc(), rows=(None, 0))
+           .label("running"))
+    .where(TURNS.c.conversation_id == bindparam("conversation"))
+    .subquery()
+)
+FIRST_TURN_WITHIN_BUDGET = select(func.min(_RUNNING.c.id)).where(
+    _RUNNING.c.running <= bindparam("budget")
+)
+TURNS_FROM = (
+    select(TURNS)
+    .where(TURNS.c.conversation_id == bindparam("conversation"),
+           TURNS.c.id >= bindparam("first"))
+    .order_by(TURNS.c.id)
+)
+SETTINGS = cast(Table, ChannelSettingsRow.__table__)
+SELECT_SETTINGS = select(SETTINGS.c.system_prompt, SETTINGS.c.parameters).where(
+    SETTINGS.c.platform == bindparam("platform"),
+    SETTINGS.c.workspace == bindparam("workspace"),
+    SETTINGS.c.channel == bindparam("channel"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,43 +150,59 @@ class Store:
     async def add_turn(self, key: ConversationKey, turn: Turn) -> int:
         """Store a turn (its images once each, its message ids, its usage); return its id."""
         async with self._transaction() as connection:
-            conversation_id = await self._conversation_id(connection, key, create=True)
-            assert conversation_id is not None
-            for image in turn.images:
-                await self._save_image(connection, image)
-            turn_id = (
-                await connection.execute(
-                    insert(TurnRow).returning(TurnRow.id).values(
-                        conversation_id=conversation_id,
-                        role=turn.role.value,
-                        author_id=turn.author_id,
-                        author_name=turn.author_name[:128],
-                        parts=[_part_to_json(p) for p in turn.parts],
-                        tokens=estimate_tokens(turn.parts),
-                        status=turn.status.value,
-                        error=turn.error,
-                        model=turn.model,
-                        prompt_tokens=turn.usage.prompt_tokens if turn.usage else None,
-                        completion_tokens=turn.usage.completion_tokens if turn.usage else None,
-                        reasoning_tokens=turn.usage.reasoning_tokens if turn.usage else None,
-                        created_at=turn.created_at,
-                    )
-                )
-            ).scalar_one()
-            await self._link_messages(connection, key.platform, conversation_id, turn_id,
-                                      turn.message_ids)
-            if turn.usage is not None:
-                await connection.execute(
-                    insert(UsageRow).values(
-                        platform=key.platform, workspace=key.workspace, channel=key.channel,
-                        thread=key.thread, user_id=turn.author_id, model=turn.model or "",
-                        prompt_tokens=turn.usage.prompt_tokens,
-                        completion_tokens=turn.usage.completion_tokens,
-                        reasoning_tokens=turn.usage.reasoning_tokens,
-                        created_at=turn.created_at,
-                    )
-                )
-            return int(turn_id)
+            return await self._insert_turn(connection, key, turn)
+
+    async def add_question(
+        self, key: ConversationKey, turn: Turn, token_budget: int, max_images: int
+    ) -> tuple[ChannelSettings, list[Turn]]:
+        """Store a user's turn and read what answering it needs, in one transaction.
+
+        Returns the channel's settings and the conversation's history (see `history`), which
+        ends with the turn just stored.
+        """
+        async with self._transaction() as connection:
+            await self._insert_turn(connection, key, turn)
+            settings = await self._channel_settings(connection, key.channel_key)
+            conversation_id = self._conversation_ids[key]
+            history = await self._history(connection, conversation_id, token_budget, max_images)
+        return settings, history
+
+    async def _insert_turn(self, connection: AsyncConnection, key: ConversationKey,
+                           turn: Turn) -> int:
+        conversation_id = await self._conversation_id(connection, key, create=True)
+        assert conversation_id is not None
+        for image in turn.images:
+            await self._save_image(connection, image)
+        usage = turn.usage
+        turn_id = (
+            await connection.execute(INSERT_TURN, {
+                "conversation_id": conversation_id,
+                "role": turn.role.value,
+                "author_id": turn.author_id,
+                "author_name": turn.author_name[:128],
+                "parts": [_part_to_json(p) for p in turn.parts],
+                "tokens": estimate_tokens(turn.parts),
+                "status": turn.status.value,
+                "error": turn.error,
+                "model": turn.model,
+                "prompt_tokens": usage.prompt_tokens if usage else None,
+                "completion_tokens": usage.completion_tokens if usage else None,
+                "reasoning_tokens": usage.reasoning_tokens if usage else None,
+                "created_at": turn.created_at,
+            })
+        ).scalar_one()
+        await self._link_messages(connection, key.platform, conversation_id, turn_id,
+                                  turn.message_ids)
+        if usage is not None:
+            await connection.execute(INSERT_USAGE, {
+                "platform": key.platform, "workspace": key.workspace, "channel": key.channel,
+                "thread": key.thread, "user_id": turn.author_id, "model": turn.model or "",
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "reasoning_tokens": usage.reasoning_tokens,
+                "created_at": turn.created_at,
+            })
+        return int(turn_id)
 
     async def _link_messages(
         self, connection: AsyncConnection, platform: str, conversation_id: int, turn_id: int,
@@ -205,35 +246,29 @@ class Store:
             conversation_id = await self._conversation_id(connection, key, create=False)
             if conversation_id is None:
                 return []
-            running = (
-                func.sum(TurnRow.tokens)
-                .over(order_by=TurnRow.id.desc(), rows=(None, 0))
-                .label("running")
+            return await self._history(connection, conversation_id, token_budget, max_images)
+
+    async def _history(
+        self, connection: AsyncConnection, conversation_id: int, token_budget: int,
+        max_images: int,
+    ) -> list[Turn]:
+        first_id = await connection.scalar(
+            FIRST_TURN_WITHIN_BUDGET, {"conversation": conversation_id, "budget": token_budget}
+        )
+        if first_id is None:
+            return []
+        rows = (
+            await connection.execute(
+                TURNS_FROM, {"conversation": conversation_id, "first": first_id}
             )
-            window = (
-                select(TurnRow.id, running)
-                .where(TurnRow.conversation_id == conversation_id)
-                .subquery()
+        ).all()
+        wanted = _newest_image_hashes(rows, max_images)
+        images: dict[str, bytes] = {}
+        if wanted:
+            found = await connection.execute(
+                select(ImageRow.sha256, ImageRow.data).where(ImageRow.sha256.in_(wanted))
             )
-            first_id = await connection.scalar(
-                select(func.min(window.c.id)).where(window.c.running <= token_budget)
-            )
-            if first_id is None:
-                return []
-            rows = (
-                await connection.execute(
-                    select(TurnRow.__table__)
-                    .where(TurnRow.conversation_id == conversation_id, TurnRow.id >= first_id)
-                    .order_by(TurnRow.id)
-                )
-            ).all()
-            wanted = _newest_image_hashes(rows, max_images)
-            images: dict[str, bytes] = {}
-            if wanted:
-                found = await connection.execute(
-                    select(ImageRow.sha256, ImageRow.data).where(ImageRow.sha256.in_(wanted))
-                )
-                images = {sha: data for sha, data in found.all()}
+            images = {sha: data for sha, data in found.all()}
         return [_turn_from_row(row, images) for row in rows]
 
     async def forget(self, key: ConversationKey) -> int:
@@ -283,12 +318,17 @@ class Store:
     async def channel_settings(self, channel: ChannelKey) -> ChannelSettings:
         """The channel's settings, empty when none were ever set."""
         async with self._transaction() as connection:
-            row = (
-                await connection.execute(
-                    select(ChannelSettingsRow.system_prompt, ChannelSettingsRow.parameters)
-                    .where(*_channel_match(channel))
-                )
-            ).first()
+            return await self._channel_settings(connection, channel)
+
+    async def _channel_settings(
+        self, connection: AsyncConnection, channel: ChannelKey
+    ) -> ChannelSettings:
+        row = (
+            await connection.execute(SELECT_SETTINGS, {
+                "platform": channel.platform, "workspace": channel.workspace,
+                "channel": channel.channel,
+            })
+        ).first()
         if row is None:
             return ChannelSettings()
         return ChannelSettings(system_prompt=row[0], parameters=dict(row[1] or {}))
@@ -355,14 +395,6 @@ class Store:
                 delete(ProcessedEventRow).where(ProcessedEventRow.created_at < cutoff)
             )
             return int(result.rowcount or 0)
-
-
-def _channel_match(channel: ChannelKey) -> tuple[Any, ...]:
-    return (
-        ChannelSettingsRow.platform == channel.platform,
-        ChannelSettingsRow.workspace == channel.workspace,
-        ChannelSettingsRow.channel == channel.channel,
-    )
 
 
 def _part_to_json(part: Part) -> dict[str, Any]:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import discord
 import pytest
 from discord import app_commands
+from discord.ext import commands
 from discord.http import Route
 
 from tests.fakes.discord_server import FakeDiscord, Perm
@@ -28,7 +30,9 @@ class RecordingClient(discord.Client):
     """A client that records every on_message it gets."""
 
     def __init__(self, **kwargs: object) -> None:
-        super().__init__(intents=kwargs.pop("intents", _intents()), guild_ready_timeout=0.05, **kwargs)  # type: ignore[arg-type]
+        super().__init__(
+            intents=kwargs.pop("intents", _intents()), guild_ready_timeout=0.05, **kwargs
+        )  # type: ignore[arg-type]
         self.received: list[discord.Message] = []
         self.got_message = asyncio.Event()
 
@@ -49,6 +53,19 @@ class RecordingClient(discord.Client):
         return await asyncio.wait_for(wait(), 3.0)
 
 
+@pytest.fixture(autouse=True)
+def no_discord_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """discord.py swallows (and logs) exceptions raised in event/command callbacks."""
+    caplog.set_level(logging.WARNING, logger="discord")
+    yield
+    errors = [
+        r
+        for r in caplog.get_records("call")
+        if r.levelno >= logging.ERROR or r.exc_info is not None
+    ]
+    assert not errors, [r.getMessage() for r in errors]
+
+
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeDiscord]:
     async with FakeDiscord(edit_limit=3, edit_window=0.4) as server:
@@ -60,9 +77,9 @@ async def test_patch_discord_restores_urls() -> None:
     before = Route.BASE
     async with FakeDiscord() as server:
         with server.patch_discord():
-            assert Route.BASE == server.api_url
+            assert server.api_url == Route.BASE
             assert str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY) == server.gateway_url
-        assert Route.BASE == before
+        assert before == Route.BASE
 
 
 async def test_connect_ready_guild_and_permissions(fake: FakeDiscord) -> None:
@@ -88,7 +105,9 @@ async def test_connect_ready_guild_and_permissions(fake: FakeDiscord) -> None:
 
         identify = fake.identifies[0]
         assert identify["intents"] == _intents().value
-        assert fake.calls_to("GET", "/users/@me") and fake.calls_to("GET", "/oauth2/applications/@me")
+        assert fake.calls_to("GET", "/users/@me") and fake.calls_to(
+            "GET", "/oauth2/applications/@me"
+        )
     assert fake.unknown_calls == []
     assert fake.connected_sessions == 0
 
@@ -156,7 +175,9 @@ async def test_send_edit_thread_history_and_own_echo(fake: FakeDiscord) -> None:
         thread = await msg.create_thread(name="Gemini chat")
         assert thread.id == msg.id and thread.parent_id == channel.id
         await fake.wait_until(lambda: client.get_channel(thread.id) is not None)
-        in_thread = await thread.send("inside", file=discord.File(io.BytesIO(b"PNGDATA"), "pic.png"))
+        in_thread = await thread.send(
+            "inside", file=discord.File(io.BytesIO(b"PNGDATA"), "pic.png")
+        )
         assert in_thread.attachments[0].content_type == "image/png"
         assert await in_thread.attachments[0].read() == b"PNGDATA"
 
@@ -174,11 +195,20 @@ async def test_send_edit_thread_history_and_own_echo(fake: FakeDiscord) -> None:
     assert fake.messages_in(thread.id) == ["inside"]
     assert [t["name"] for t in fake.threads] == ["Gemini chat"]
     assert fake.calls_to("POST", rf"/channels/{fake.text_channel_id}/typing")
-    (create_thread,) = fake.calls_to("POST", rf"/channels/{fake.text_channel_id}/messages/\d+/threads")
+    (create_thread,) = fake.calls_to(
+        "POST", rf"/channels/{fake.text_channel_id}/messages/\d+/threads"
+    )
     assert create_thread.json["name"] == "Gemini chat"
     (upload,) = fake.calls_to("POST", rf"/channels/{thread.id}/messages")
-    assert upload.files[0].filename == "pic.png" and upload.json["attachments"][0]["filename"] == "pic.png"
-    (reply_call,) = [c for c in fake.calls_to("POST", r"/channels/\d+/messages") if c.json.get("message_reference")]
+    assert (
+        upload.files[0].filename == "pic.png"
+        and upload.json["attachments"][0]["filename"] == "pic.png"
+    )
+    (reply_call,) = [
+        c
+        for c in fake.calls_to("POST", r"/channels/\d+/messages")
+        if c.json.get("message_reference")
+    ]
     assert reply_call.json["message_reference"]["message_id"] == msg.id  # discord.py sends an int
     assert fake.unknown_calls == []
 
@@ -198,7 +228,9 @@ async def test_edit_rate_limit_429_is_waited_out() -> None:
     assert len(fake.rate_limited) >= 1
     hit = fake.rate_limited[0]
     assert hit.method == "PATCH" and 0 < hit.retry_after <= 0.31
-    statuses = [c.status for c in fake.calls_to("PATCH", rf"/channels/{fake.text_channel_id}/messages/\d+")]
+    statuses = [
+        c.status for c in fake.calls_to("PATCH", rf"/channels/{fake.text_channel_id}/messages/\d+")
+    ]
     assert statuses.count(429) == len(fake.rate_limited) and statuses.count(200) == 5
 
 
@@ -222,11 +254,15 @@ async def test_app_commands_sync_slash_ephemeral_followup_and_modal(fake: FakeDi
     seen: dict[str, object] = {}
 
     class ConfigModal(discord.ui.Modal, title="Gemini settings"):
-        model: discord.ui.TextInput[ConfigModal] = discord.ui.TextInput(label="Model", custom_id="model")
+        model: discord.ui.TextInput[ConfigModal] = discord.ui.TextInput(
+            label="Model", custom_id="model"
+        )
 
         async def on_submit(self, interaction: discord.Interaction) -> None:
             seen["model"] = self.model.value
-            await interaction.response.send_message(f"model set to {self.model.value}", ephemeral=True)
+            await interaction.response.send_message(
+                f"model set to {self.model.value}", ephemeral=True
+            )
 
     gemini = app_commands.Group(name="gemini", description="Talk to Gemini")
     admin = app_commands.Group(name="admin", description="Admin tools", parent=gemini)
@@ -275,20 +311,27 @@ async def test_app_commands_sync_slash_ephemeral_followup_and_modal(fake: FakeDi
         opened = await fake.slash_command(fake.text_channel_id, fake.plain_user, "gemini config")
         modal_resp = await fake.wait_for_interaction_response(opened)
         assert modal_resp.type == 9 and fake.modals[0]["custom_id"] == "gemini-config"
-        submitted = await fake.submit_modal("gemini-config", fake.plain_user, {"model": "gemini-pro"})
+        submitted = await fake.submit_modal(
+            "gemini-config", fake.plain_user, {"model": "gemini-pro"}
+        )
         sub_resp = await fake.wait_for_interaction_response(submitted)
         assert seen["model"] == "gemini-pro"
         assert sub_resp.data is not None and sub_resp.data["content"] == "model set to gemini-pro"
 
-        reset_call = await fake.slash_command(fake.text_channel_id, fake.admin_user, "gemini admin reset")
+        reset_call = await fake.slash_command(
+            fake.text_channel_id, fake.admin_user, "gemini admin reset"
+        )
         assert (await fake.wait_for_interaction_response(reset_call)).type == 5
-        await fake.wait_until(lambda: "conversation reset" in fake.messages_in(fake.text_channel_id))
+        await fake.wait_until(
+            lambda: "conversation reset" in fake.messages_in(fake.text_channel_id)
+        )
         assert seen["reset_perms"] is True
         # the first followup after a defer replaced the "thinking" message
         assert fake.messages_in(fake.text_channel_id) == ["conversation reset"]
 
-        plain_reset = await fake.slash_command(fake.text_channel_id, fake.plain_user, "gemini admin reset")
-        await fake.wait_for_interaction_response(plain_reset)
+        await fake.slash_command(fake.text_channel_id, fake.plain_user, "gemini admin reset")
+        reset_twice = ["conversation reset", "conversation reset"]
+        await fake.wait_until(lambda: fake.messages_in(fake.text_channel_id) == reset_twice)
         assert seen["reset_perms"] is False
 
         with pytest.raises(LookupError):
@@ -330,7 +373,9 @@ async def test_button_click_reaches_view_callback(fake: FakeDiscord) -> None:
 
     class Confirm(discord.ui.View):
         @discord.ui.button(label="Confirm", custom_id="confirm", style=discord.ButtonStyle.green)
-        async def confirm(self, interaction: discord.Interaction, button: discord.ui.Button[Confirm]) -> None:
+        async def confirm(
+            self, interaction: discord.Interaction, button: discord.ui.Button[Confirm]
+        ) -> None:
             clicked.append(interaction.user.id)
             await interaction.response.edit_message(content="confirmed", view=None)
 
@@ -350,7 +395,7 @@ async def test_button_click_reaches_view_callback(fake: FakeDiscord) -> None:
         assert fake.get_message(msg.id)["components"] == []
 
 
-async def test_restart_and_resume_keep_state(fake: FakeDiscord) -> None:
+async def test_restart_resume_and_reidentify_keep_state(fake: FakeDiscord) -> None:
     first = RecordingClient()
     async with fake.client_running(first):
         channel = first.get_channel(fake.text_channel_id)
@@ -364,12 +409,57 @@ async def test_restart_and_resume_keep_state(fake: FakeDiscord) -> None:
         assert isinstance(channel, discord.TextChannel)
         assert [m.content async for m in channel.history(limit=5)] == ["before restart"]
 
-        await fake.reconnect_clients()
-        await fake.wait_until(lambda: fake.resumes and fake.connected_sessions == 1)
-        assert fake.resumes[0]["seq"] >= 2
-        assert any(c["op"] == 6 for c in fake.gateway_received)
-        await fake.send_message(fake.text_channel_id, fake.plain_user, "after resume")
-        assert (await second.next_message()).content == "after resume"
+        await fake.reconnect_clients()  # op 7 -> discord.py RESUMEs on resume_gateway_url
+        await fake.wait_until(lambda: len(fake.resumes) == 1 and fake.connected_sessions == 1)
+        await fake.drop_connections(4000)  # abnormal close -> RESUME again
+        await fake.wait_until(lambda: len(fake.resumes) == 2 and fake.connected_sessions == 1)
+        await fake.invalidate_sessions()  # op 9 false -> fresh IDENTIFY
+        await fake.wait_until(lambda: len(fake.identifies) == 3 and fake.connected_sessions == 1)
+        resume_ops = [c for c in fake.gateway_received if c["op"] == 6]
+        assert len(resume_ops) == 2 and resume_ops[0]["d"]["seq"] >= 2
+        assert fake.gateway_connects[-1].startswith("/gateway/resume?")  # READY's resume URL
+
+        await fake.send_message(fake.text_channel_id, fake.plain_user, "after reconnects")
+        assert (await second.next_message()).content == "after reconnects"
+
+
+async def test_interaction_message_lifecycle_with_commands_bot(fake: FakeDiscord) -> None:
+    bot = commands.Bot(command_prefix="!", intents=_intents(), guild_ready_timeout=0.05)
+    done = asyncio.Event()
+    seen: dict[str, object] = {}
+
+    @bot.tree.command(name="summarize", description="Summarize a file for someone")
+    async def summarize(
+        interaction: discord.Interaction, who: discord.Member, file: discord.Attachment
+    ) -> None:
+        seen["who"], seen["data"] = who.id, await file.read()
+        await interaction.response.defer(thinking=True)
+        for i in range(3):  # streaming-style edits of the deferred response
+            await interaction.edit_original_response(content=f"part {i}")
+        seen["original"] = (await interaction.original_response()).content
+        extra = await interaction.followup.send("extra", wait=True)
+        await extra.edit(content="extra edited")
+        await extra.delete()
+        done.set()
+
+    async with fake.client_running(bot):
+        await bot.tree.sync()
+        pdf = fake.add_attachment_file("doc.pdf", b"%PDF-1.4")
+        await fake.slash_command(
+            fake.text_channel_id,
+            fake.admin_user,
+            "summarize",
+            {"who": fake.plain_user, "file": pdf},
+        )
+        await asyncio.wait_for(done.wait(), 3.0)
+
+    assert seen == {"who": fake.plain_user.id, "data": b"%PDF-1.4", "original": "part 2"}
+    assert fake.messages_in(fake.text_channel_id) == ["part 2"]
+    (resp,) = fake.interaction_responses
+    assert resp.type == 5 and resp.message_id is not None
+    assert [e.content for e in fake.edits_of(resp.message_id)] == ["part 0", "part 1", "part 2"]
+    assert fake.calls_to("DELETE", r"/webhooks/\d+/[^/]+/messages/\d+")
+    assert fake.unknown_calls == []
 
 
 async def test_unknown_route_is_404_and_recorded(fake: FakeDiscord) -> None:

@@ -57,6 +57,7 @@ __all__ = [
     "FakeDiscord",
     "FakeRole",
     "FakeUser",
+    "Intent",
     "InteractionResponse",
     "Perm",
     "RateLimitHit",
@@ -326,7 +327,7 @@ class _ApiError(Exception):
         self,
         status: int,
         message: str,
-        code: int = 0,
+        code: int | None = 0,
         *,
         errors: JSON | None = None,
         headers: Mapping[str, str] | None = None,
@@ -334,7 +335,9 @@ class _ApiError(Exception):
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.body: JSON = {"message": message, "code": code}
+        self.body: JSON = {"message": message}
+        if code is not None:
+            self.body["code"] = code
         if errors is not None:
             self.body["errors"] = errors
         if extra:
@@ -482,6 +485,7 @@ class FakeDiscord:
         self.identifies: list[JSON] = []
         self.resumes: list[JSON] = []
         self.gateway_received: list[JSON] = []
+        self.gateway_connects: list[str] = []
         self.dispatched: list[tuple[str, JSON]] = []
 
         # ---- state
@@ -641,8 +645,8 @@ class FakeDiscord:
             done, _ = await asyncio.wait({task}, timeout=5.0)
             if not done:
                 task.cancel()
-            elif not task.cancelled() and task.exception() is not None:
-                _ = task.exception()  # retrieved; the body's exception (if any) wins
+            elif not task.cancelled():
+                task.exception()  # mark retrieved; an exception from the body takes precedence
 
     # ------------------------------------------------------------------ ids & waiting
 
@@ -1234,6 +1238,7 @@ class FakeDiscord:
         if not ws.can_prepare(request).ok:
             return await self._unknown_entry(request)
         await ws.prepare(request)
+        self.gateway_connects.append(request.path_qs)
         query = dict(request.query)
         conn = _Conn(ws, request.path, query, compress=query.get("compress") == "zlib-stream")
         self._conns.add(conn)
@@ -1622,7 +1627,7 @@ class FakeDiscord:
         elif otype == 7:
             ch = self._channel(int(value))
             out["value"] = ch["id"]
-            entry = {
+            entry: JSON = {
                 k: ch[k] for k in ("id", "name", "type", "parent_id", "thread_metadata") if k in ch
             }
             entry["permissions"] = str(self.permissions_in(int(value), self.bot_user))
@@ -1782,8 +1787,7 @@ class FakeDiscord:
                     "components": [c for c in map(convert, comp.get("components", [])) if c],
                 }
             if ctype == 18:
-                inner = convert(comp["component"])
-                out = {"type": 18, "component": inner}
+                out: JSON = {"type": 18, "component": convert(comp["component"])}
                 if "id" in comp:
                     out["id"] = comp["id"]
                 return out
@@ -2046,7 +2050,7 @@ class FakeDiscord:
             raise _ApiError(
                 429,
                 "You are being rate limited.",
-                0,
+                None,
                 extra={"retry_after": retry_after, "global": False},
                 headers={
                     **headers,

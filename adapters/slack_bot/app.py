@@ -1,0 +1,141 @@
+"""Wiring the Slack adapter: the bolt app, HTTP mode or Socket Mode, and the work in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack_bot.client import web_client
+from adapters.slack_bot.commands import SlashCommands
+from adapters.slack_bot.files import SlackFiles
+from adapters.slack_bot.listeners import Listeners
+from adapters.slack_bot.people import People
+from adapters.slack_bot.replies import Replies
+from adapters.slack_bot.surface import DEFAULT_TUNING, SlackTuning
+from bot.app import Core
+from bot.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+
+
+class SlackBot:
+    """The Slack side of the bot: a bolt app on one Web API client, and its background work.
+
+    Listeners run before the acknowledgement (`process_before_response`) but only parse the
+    event and start the answer as a task, so Slack hears back at once and the tasks can be
+    awaited (`idle`) or cancelled (`close`).
+    """
+
+    def __init__(self, core: Core, client: AsyncWebClient,
+                 tuning: SlackTuning = DEFAULT_TUNING) -> None:
+        settings = core.settings
+        secret = settings.slack_signing_secret
+        self.client = client
+        self.app = AsyncApp(
+            name="gemini",
+            client=client,
+            signing_secret=secret.get_secret_value() if secret is not None else "",
+            process_before_response=True,
+        )
+        self._tasks: set[asyncio.Task[None]] = set()
+        people = People(client, settings.slack_admin_ids)
+        files = SlackFiles(core.http, client, client.token or "",
+                           settings.bot_max_attachment_bytes, settings.slack_api_url)
+        replies = Replies(core.service, client, people, files, tuning)
+        commands = SlashCommands(core.service.commands, people)
+        Listeners(core.service, client, replies, commands, self.spawn).register(self.app)
+
+    def spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        """Run `work` in the background, logging a failure instead of losing it."""
+        task = asyncio.create_task(self._guarded(work, what))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def idle(self) -> None:
+        """Wait until no answer or command is in progress."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    async def close(self) -> None:
+        """Cancel the work in progress and wait for it to stop."""
+        tasks = set(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    @staticmethod
+    async def _guarded(work: Coroutine[Any, Any, None], what: str) -> None:
+        try:
+            await work
+        except Exception:
+            log.exception("slack: %s failed", what)
+
+
+def build_slack_app(core: Core, client: AsyncWebClient | None = None,
+                    tuning: SlackTuning = DEFAULT_TUNING) -> SlackBot:
+    """The Slack bot for `core`; `client` defaults to one for SLACK_API_URL with the bot token."""
+    if client is None:
+        token = core.settings.slack_bot_token
+        if token is None:
+            raise ConfigError("SLACK_BOT_TOKEN is not set: Slack needs the bot token (xoxb-...)")
+        client = web_client(token.get_secret_value(), core.settings.slack_api_url)
+    return SlackBot(core, client, tuning)
+
+
+@asynccontextmanager
+async def serve_http(bot: SlackBot, port: int, host: str = "0.0.0.0") -> AsyncIterator[int]:
+    """Serve Slack's events and commands on `EVENTS_PATH`; yields the bound port.
+
+    bolt verifies every request's signature with SLACK_SIGNING_SECRET and answers 401
+    otherwise.
+    """
+    runner = web.AppRunner(bot.app.web_app(path=EVENTS_PATH, port=port), access_log=None,
+                           handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        yield int(runner.addresses[0][1])
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def socket_mode(bot: SlackBot, app_token: str) -> AsyncIterator[None]:
+    """Receive events and commands over Slack's Socket Mode websocket (no public URL)."""
+    handler = AsyncSocketModeHandler(bot.app, app_token)
+    await handler.connect_async()  # type: ignore[no-untyped-call]
+    try:
+        yield
+    finally:
+        await handler.close_async()  # type: ignore[no-untyped-call]
+
+
+async def run_slack(core: Core) -> None:
+    """Serve Slack until cancelled: Socket Mode with SLACK_APP_TOKEN, else HTTP mode."""
+    settings = core.settings
+    bot = build_slack_app(core)
+    try:
+        if settings.slack_app_token is not None:
+            async with socket_mode(bot, settings.slack_app_token.get_secret_value()):
+                log.info("slack: connected in Socket Mode")
+                await asyncio.Event().wait()
+        elif settings.slack_signing_secret is not None:
+            async with serve_http(bot, settings.bot_http_port) as port:
+                log.info("slack: serving events on port %d at %s", port, EVENTS_PATH)
+                await asyncio.Event().wait()
+        else:
+            raise ConfigError("Slack needs SLACK_APP_TOKEN (Socket Mode) or "
+                              "SLACK_SIGNING_SECRET (HTTP mode)")
+    finally:
+        await bot.close()

@@ -1,0 +1,42 @@
+"""The Slack Web API client: the configured API host, and retries that leave chat.update alone."""
+
+from __future__ import annotations
+
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+from slack_sdk.web.async_client import AsyncWebClient
+
+SLACK_API_URL = "https://slack.com/api"
+RATE_LIMIT_RETRIES = 2
+
+
+class RetryRateLimitsExceptUpdates(AsyncRateLimitErrorRetryHandler):
+    """Waits out a 429 (Retry-After) and retries, except chat.update.
+
+    A refused chat.update goes back to the core's renderer as RateLimited: it pauses the
+    workspace's shared edit budget and draws the newest text later instead of the old one.
+    """
+
+    async def _can_retry_async(self, *, state: RetryState, request: HttpRequest,
+                               response: HttpResponse | None = None,
+                               error: Exception | None = None) -> bool:
+        if request.url.rstrip("/").endswith("/chat.update"):
+            return False
+        return await super()._can_retry_async(state=state, request=request, response=response,
+                                              error=error)
+
+
+def web_client(token: str, api_url: str | None = None) -> AsyncWebClient:
+    """A client for `api_url` (SLACK_API_URL; Slack's own by default) with the bot token."""
+    retries: list[AsyncRetryHandler] = [
+        AsyncConnectionErrorRetryHandler(),
+        RetryRateLimitsExceptUpdates(max_retry_count=RATE_LIMIT_RETRIES),
+    ]
+    base_url = (api_url or SLACK_API_URL).rstrip("/") + "/"
+    return AsyncWebClient(token=token, base_url=base_url, retry_handlers=retries)

@@ -1,0 +1,186 @@
+"""Reading Slack payloads (events, slash commands) into plain values; pure functions only."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bot.conversation import ConversationKey
+
+PLATFORM = "slack"
+DM_THREAD = "dm"
+"""The conversation key's thread for the top level of a direct message with the bot."""
+
+ANSWERED_SUBTYPES = (None, "file_share", "thread_broadcast")
+"""Message subtypes written by a person; edits, deletions, joins and bot posts are noise."""
+
+SLACK_MARKUP = re.compile(r"<([^<>]*)>")
+
+
+@dataclass(frozen=True, slots=True)
+class SlackMessage:
+    """A person's message that may be for the bot: where it is, who wrote it, what it says.
+
+    `text` has the bot's mention removed and Slack's markup turned into plain text.
+    """
+
+    team_id: str
+    user_team: str
+    channel: str
+    user: str
+    text: str
+    ts: str
+    thread_ts: str | None
+    is_dm: bool
+    mentions_bot: bool
+    files: tuple[Mapping[str, Any], ...]
+    event_id: str | None
+
+    @property
+    def reply_thread(self) -> str | None:
+        """The thread the answer goes to; None for the top level of a direct message."""
+        if self.is_dm:
+            return self.thread_ts
+        return self.thread_ts or self.ts
+
+    @property
+    def key(self) -> ConversationKey:
+        """The conversation: a thread, or the top level of a direct message."""
+        return ConversationKey(PLATFORM, self.team_id, self.channel,
+                               self.reply_thread or DM_THREAD)
+
+
+@dataclass(frozen=True, slots=True)
+class AssistantThread:
+    """A new thread in Slack's assistant pane (Agents & AI Apps)."""
+
+    team_id: str
+    channel: str
+    thread_ts: str
+    user: str
+    event_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SlashCommand:
+    """A `/gemini` invocation: who, where, and the text after the command."""
+
+    team_id: str
+    channel: str
+    user: str
+    text: str
+
+    @property
+    def is_dm(self) -> bool:
+        """Whether it was typed in a direct message with the bot."""
+        return is_dm_channel(self.channel)
+
+    @property
+    def key(self) -> ConversationKey:
+        """The conversation it applies to; in a channel only the channel part is meaningful."""
+        return ConversationKey(PLATFORM, self.team_id, self.channel,
+                               DM_THREAD if self.is_dm else "")
+
+
+def is_dm_channel(channel: str) -> bool:
+    """Whether a channel ID is a direct message (Slack gives DMs IDs starting with D)."""
+    return channel.startswith("D")
+
+
+def plain_text(text: str, bot_user_id: str) -> str:
+    """Slack message text as a person would read it, without the bot's own mention.
+
+    `<@U1|ann>` becomes `@ann`, `<#C1|general>` `#general`, `<!here>` `@here`, a link
+    `<https://x|label>` `label (https://x)`; `&amp;`, `&lt;` and `&gt;` are unescaped.
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        target, _, label = match.group(1).partition("|")
+        if target.startswith("@"):
+            if target[1:] == bot_user_id:
+                return ""
+            return "@" + (label or target[1:])
+        if target.startswith("#"):
+            return "#" + (label or target[1:])
+        if target.startswith("!"):
+            return "@" + (label or target[1:].split("^", 1)[0])
+        if label and label != target:
+            return f"{label} ({target})"
+        return target
+
+    return unescape(SLACK_MARKUP.sub(replace, text))
+
+
+def unescape(text: str) -> str:
+    """Undo Slack's escaping of &, < and > (the only characters it escapes)."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def mentions(text: str, user_id: str) -> bool:
+    """Whether Slack message text mentions `user_id`."""
+    return f"<@{user_id}>" in text or f"<@{user_id}|" in text
+
+
+def parse_message(body: Mapping[str, Any], bot_user_id: str) -> SlackMessage | None:
+    """The message in an `app_mention` or `message` event; None for bots, edits and noise."""
+    event = body.get("event")
+    if not isinstance(event, Mapping) or event.get("type") not in ("message", "app_mention"):
+        return None
+    if event.get("subtype") not in ANSWERED_SUBTYPES or event.get("bot_id") \
+            or event.get("hidden"):
+        return None
+    user, channel, ts = (_text(event.get(name)) for name in ("user", "channel", "ts"))
+    if not (user and channel and ts) or user == bot_user_id:
+        return None
+    team_id = _text(body.get("team_id")) or _text(event.get("team"))
+    raw = _text(event.get("text"))
+    files = event.get("files")
+    return SlackMessage(
+        team_id=team_id,
+        user_team=_text(event.get("user_team")) or _text(event.get("team")) or team_id,
+        channel=channel,
+        user=user,
+        text=plain_text(raw, bot_user_id).strip(),
+        ts=ts,
+        thread_ts=_text(event.get("thread_ts")) or None,
+        is_dm=event.get("channel_type") == "im" or is_dm_channel(channel),
+        mentions_bot=mentions(raw, bot_user_id),
+        files=tuple(f for f in files if isinstance(f, Mapping)) if isinstance(files, list) else (),
+        event_id=_text(body.get("event_id")) or None,
+    )
+
+
+def parse_assistant_thread(body: Mapping[str, Any]) -> AssistantThread | None:
+    """The thread an `assistant_thread_started` event opened, if the payload is complete."""
+    event = body.get("event")
+    thread = event.get("assistant_thread") if isinstance(event, Mapping) else None
+    if not isinstance(thread, Mapping):
+        return None
+    channel, thread_ts = _text(thread.get("channel_id")), _text(thread.get("thread_ts"))
+    if not channel or not thread_ts:
+        return None
+    context = thread.get("context")
+    context_team = _text(context.get("team_id")) if isinstance(context, Mapping) else ""
+    return AssistantThread(
+        team_id=_text(body.get("team_id")) or context_team,
+        channel=channel,
+        thread_ts=thread_ts,
+        user=_text(thread.get("user_id")),
+        event_id=_text(body.get("event_id")) or None,
+    )
+
+
+def parse_command(body: Mapping[str, Any]) -> SlashCommand:
+    """A slash command's fields; Slack escapes &, < and > in the text as it does in messages."""
+    return SlashCommand(
+        team_id=_text(body.get("team_id")),
+        channel=_text(body.get("channel_id")),
+        user=_text(body.get("user_id")),
+        text=unescape(_text(body.get("text"))).strip(),
+    )
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""

@@ -1,0 +1,249 @@
+"""Drawing a reply in Slack: post then chat.update, or Slack's native text stream in threads."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack_bot.errors import as_surface_errors, describe
+from adapters.slack_bot.events import is_dm_channel
+from bot.pacing import EditBudget, Sleep
+from bot.surface import DeliveryFailed, RateLimited, SurfaceLimits
+
+log = logging.getLogger(__name__)
+
+THINKING = "is thinking…"
+FINAL_ATTEMPTS = 8
+MAX_BACKOFF = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class SlackTuning:
+    """Slack's limits as the bot applies them (tests shrink the pace to run fast).
+
+    A message holds up to `max_message_chars` (Slack refuses edits near 4,000); one message
+    is edited at most every `min_edit_interval` seconds; chat.update calls in a workspace
+    share `edit_rate` per `edit_period` seconds with bursts of `edit_burst`, which keeps
+    any 60-second window within Slack's Tier 3 limit of 50 (45 + 5 - 1 = 49).
+    """
+
+    max_message_chars: int = 3_500
+    min_edit_interval: float = 1.0
+    edit_rate: int = 45
+    edit_period: float = 60.0
+    edit_burst: int = 5
+
+    @property
+    def limits(self) -> SurfaceLimits:
+        """The limits the core's renderer works within."""
+        return SurfaceLimits(self.max_message_chars, self.min_edit_interval)
+
+
+DEFAULT_TUNING = SlackTuning()
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a reply goes: a channel, the thread in it (None: top level), and whom it answers."""
+
+    team_id: str
+    channel: str
+    thread_ts: str | None
+    recipient_user: str
+    recipient_team: str
+
+    @property
+    def assistant_thread(self) -> bool:
+        """A thread in a direct message: Slack's assistant threads, which show a status."""
+        return is_dm_channel(self.channel) and self.thread_ts is not None
+
+    def __str__(self) -> str:
+        return f"{self.team_id}:{self.channel}:{self.thread_ts or 'top'}"
+
+
+class SlackSurface:
+    """Posts the answer with chat.postMessage and edits it with chat.update (standard Markdown).
+
+    The core's renderer paces the edits and takes them from the workspace's edit budget.
+    """
+
+    def __init__(self, client: AsyncWebClient, place: Place, limits: SurfaceLimits) -> None:
+        self._client = client
+        self._place = place
+        self._limits = limits
+        self._show_status = place.assistant_thread
+
+    @property
+    def limits(self) -> SurfaceLimits:
+        """Slack's limits for this reply."""
+        return self._limits
+
+    async def post(self, text: str, *, final: bool) -> str:
+        """Post a message in the reply's thread (or at the top level of a DM)."""
+        with as_surface_errors():
+            response = await self._client.chat_postMessage(
+                channel=self._place.channel, thread_ts=self._place.thread_ts, markdown_text=text
+            )
+        return str(response["ts"])
+
+    async def edit(self, message_id: str, text: str, *, final: bool) -> None:
+        """Replace a posted message's text."""
+        with as_surface_errors():
+            await self._client.chat_update(
+                channel=self._place.channel, ts=message_id, markdown_text=text
+            )
+
+    async def show_progress(self) -> None:
+        """Show "is thinking…" as the thread's status in assistant threads; elsewhere nothing."""
+        if not self._show_status or self._place.thread_ts is None:
+            return
+        try:
+            await self._client.assistant_threads_setStatus(
+                channel_id=self._place.channel, thread_ts=self._place.thread_ts, status=THINKING
+            )
+        except SlackApiError as exc:
+            self._show_status = False
+            log.info("slack %s: no thread status here (%s)", self._place, describe(exc))
+
+    async def notify(self, text: str) -> None:
+        """A short message in the reply's thread."""
+        await self.post(text, final=True)
+
+
+class SlackStreamingSurface(SlackSurface):
+    """A surface in a thread that draws the answer with Slack's native text streaming."""
+
+    def __init__(self, client: AsyncWebClient, place: Place, limits: SurfaceLimits,
+                 budget: EditBudget, *, sleep: Sleep = asyncio.sleep) -> None:
+        if place.thread_ts is None:
+            raise ValueError("Slack streams only in threads")
+        super().__init__(client, place, limits)
+        self._thread_ts = place.thread_ts
+        self._budget = budget
+        self._sleep = sleep
+
+    async def open_stream(self, opening: str) -> SlackStream:
+        """A streaming message for one page of the answer, starting with `opening`."""
+        return SlackStream(self._client, self._place, self._thread_ts, self._budget, opening,
+                           sleep=self._sleep)
+
+
+class SlackStream:
+    """One Slack streaming message: chat.startStream, chat.appendStream, chat.stopStream.
+
+    Text given to `append` is accepted at once and sent when Slack allows: a rate limit or a
+    passing failure keeps it pending for the next call, so nothing is lost or sent twice.
+    The stream starts with the first text. If Slack refuses to stream here, or the stream
+    expired, the page goes on as an ordinary message edited with chat.update within the
+    workspace's shared edit budget.
+    """
+
+    def __init__(self, client: AsyncWebClient, place: Place, thread_ts: str, budget: EditBudget,
+                 opening: str, *, sleep: Sleep = asyncio.sleep) -> None:
+        self._client = client
+        self._place = place
+        self._thread_ts = thread_ts
+        self._budget = budget
+        self._sleep = sleep
+        self._text = opening
+        self._pending = opening
+        self._ts: str | None = None
+        self._streaming = True
+        self._shown = ""
+
+    async def append(self, text: str) -> None:
+        """Take `text` for the end of the message and send what Slack allows now."""
+        self._text += text
+        self._pending += text
+        try:
+            await self._send(stop=False)
+        except RateLimited as limited:
+            log.info("slack %s: rate limited for %.1fs; the text waits", self._place,
+                     limited.retry_after)
+        except DeliveryFailed:
+            raise
+        except Exception as exc:
+            log.warning("slack %s: sending streamed text failed, trying later: %s",
+                        self._place, describe(exc))
+
+    async def close(self) -> str:
+        """Send all remaining text, finish the message and return its ts."""
+        backoff = 1.0
+        for attempt in range(1, FINAL_ATTEMPTS + 1):
+            try:
+                await self._send(stop=True)
+            except RateLimited as limited:
+                await self._sleep(limited.retry_after)
+                continue
+            except DeliveryFailed:
+                raise
+            except Exception as exc:
+                log.warning("slack %s: finishing the message failed (attempt %d): %s",
+                            self._place, attempt, describe(exc))
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            if self._ts is None:
+                break
+            return self._ts
+        raise DeliveryFailed(f"the message in {self._place} could not be finished")
+
+    async def _send(self, *, stop: bool) -> None:
+        if self._streaming:
+            try:
+                with as_surface_errors():
+                    await self._stream(stop=stop)
+                return
+            except SlackApiError as exc:
+                log.info("slack %s: streaming refused (%s); using chat.update instead",
+                         self._place, describe(exc))
+                self._streaming = False
+        await self._show()
+
+    async def _stream(self, *, stop: bool) -> None:
+        if self._ts is None:
+            response = await self._client.chat_startStream(
+                channel=self._place.channel,
+                thread_ts=self._thread_ts,
+                markdown_text=self._pending or None,
+                recipient_user_id=self._place.recipient_user,
+                recipient_team_id=self._place.recipient_team,
+            )
+            self._ts = str(response["ts"])
+            self._pending = ""
+        if stop:
+            await self._client.chat_stopStream(
+                channel=self._place.channel, ts=self._ts, markdown_text=self._pending or None
+            )
+            self._pending = ""
+        elif self._pending:
+            await self._client.chat_appendStream(
+                channel=self._place.channel, ts=self._ts, markdown_text=self._pending
+            )
+            self._pending = ""
+
+    async def _show(self) -> None:
+        if self._ts is None:
+            with as_surface_errors():
+                response = await self._client.chat_postMessage(
+                    channel=self._place.channel, thread_ts=self._thread_ts,
+                    markdown_text=self._text,
+                )
+            self._ts, self._shown = str(response["ts"]), self._text
+            return
+        if self._text == self._shown:
+            return
+        await self._budget.acquire()
+        try:
+            with as_surface_errors():
+                await self._client.chat_update(
+                    channel=self._place.channel, ts=self._ts, markdown_text=self._text
+                )
+        except RateLimited as limited:
+            self._budget.pause(limited.retry_after)
+            raise
+        self._shown = self._text
