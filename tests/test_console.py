@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import pty
+import select
 import sqlite3
 import sys
 from pathlib import Path
@@ -107,3 +109,46 @@ async def test_a_named_conversation_persists_across_runs(
     with sqlite3.connect(tmp_path / "data" / "bot.db") as db:
         threads = {row[0] for row in db.execute("SELECT thread FROM conversations")}
     assert threads == {"notes", "other"}
+
+
+async def test_in_a_terminal_the_reply_streams_as_it_arrives(
+    model_api: FakeModelServer, tmp_path: Path
+) -> None:
+    chunks = ["Streaming ", "answer ", "arrives ", "piece ", "by ", "piece."]
+    model_api.script("direct", Reply(chunks=chunks, delay_between_chunks=0.4))
+    controller, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("EVOLINK_", "BOT_", "DISCORD_", "SLACK_"))}
+    env.update({"EVOLINK_API_KEY": API_KEY, "EVOLINK_DIRECT_URL": model_api.direct_url,
+                "EVOLINK_API_URL": model_api.api_url})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "chat", cwd=tmp_path, env=env,
+        stdin=terminal, stdout=terminal, stderr=terminal,
+    )
+    os.close(terminal)
+    screen = b""
+
+    async def read_until(marker: bytes) -> bytes:
+        nonlocal screen
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while marker not in screen:
+            assert loop.time() < deadline, f"never saw {marker!r} in {screen!r}"
+            ready, _, _ = await asyncio.to_thread(select.select, [controller], [], [], 0.1)
+            if ready:
+                screen += os.read(controller, 4096)
+        return screen
+
+    try:
+        await read_until(b"you> ")
+        os.write(controller, b"tell me\n")
+        first_seen = await read_until(b"Streaming")
+        assert b"piece." not in first_seen, "the first words showed before the answer ended"
+        await read_until(b"piece by piece.")
+        os.write(controller, b"\x04")
+        assert await asyncio.wait_for(process.wait(), timeout=20) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+        os.close(controller)
+    assert b"gemini> Streaming answer arrives piece by piece." in screen.replace(b"\r\n", b"\n")
