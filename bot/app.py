@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -13,6 +14,8 @@ from bot.database import create_engine, migrate
 from bot.llm import ModelClient, create_http_client
 from bot.service import Service, ServiceConfig
 from bot.store import Store
+
+EVENT_MEMORY = timedelta(days=7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,7 @@ async def open_core(settings: Settings) -> AsyncIterator[Core]:
     engine = create_engine(settings.database_url)
     await migrate(engine)
     store = Store(engine)
+    await store.forget_events_before(datetime.now(UTC) - EVENT_MEMORY)
     http = create_http_client(settings.bot_connect_timeout, settings.bot_read_timeout)
     model = ModelClient(
         http, api_key, settings.evolink_direct_url, settings.evolink_api_url,

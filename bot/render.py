@@ -64,6 +64,11 @@ class Renderer:
         """Whether anything has been shown yet."""
         raise NotImplementedError
 
+    @property
+    def delivery_failed(self) -> bool:
+        """Whether the platform can no longer show this reply (deleted thread, lost access)."""
+        return self._failed
+
     def start(self) -> None:
         """Begin showing progress and drawing in the background."""
         self._progress = asyncio.create_task(self._keep_progress())

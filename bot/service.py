@@ -265,6 +265,10 @@ class Service:
 
     async def _pump(self, request: ChatRequest, renderer: Renderer) -> StreamEnd:
         async for event in self._model.stream(request):
+            if renderer.delivery_failed:
+                return StreamEnd(error=StreamInterrupted(
+                    "The answer could no longer be shown here (the message or thread is gone)."
+                ))
             if isinstance(event, TextDelta):
                 renderer.feed(event.text)
             else:

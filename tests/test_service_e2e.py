@@ -25,6 +25,7 @@ from bot.conversation import (
 from bot.llm import ModelClient, create_http_client
 from bot.service import Service, ServiceConfig
 from bot.store import Store
+from bot.surface import DeliveryFailed
 from tests.conftest import API_KEY
 from tests.fakes.model_server import (
     Cut,
@@ -438,3 +439,22 @@ async def test_stop_keeps_the_text_so_far(
     assert surface.shown[0] == outcome.text + "\n\n(Stopped.)"
     stored = (await store.history(KEY, 10_000, 8))[-1]
     assert stored.text == outcome.text and stored.status is TurnStatus.STOPPED
+
+
+async def test_a_thread_deleted_mid_reply_stops_generation_and_keeps_the_text(
+    store: Store, http: httpx.AsyncClient, model_api: FakeModelServer
+) -> None:
+    model_api.script("direct", Reply(chunks=["kept "] + ["lost "] * 40,
+                                     delay_between_chunks=0.03))
+
+    class VanishingSurface(RecordingSurface):
+        async def edit(self, message_id: str, text: str, *, final: bool) -> None:
+            raise DeliveryFailed("Unknown Channel")
+
+    surface = VanishingSurface()
+    outcome = await make_service(store, http, model_api).handle(ask("q"), surface)
+
+    assert outcome is not None and outcome.status is TurnStatus.INTERRUPTED
+    assert outcome.text.startswith("kept ") and outcome.text.count("lost") < 40
+    stored = (await store.history(KEY, 10_000, 8))[-1]
+    assert stored.text == outcome.text and "no longer be shown" in (stored.error or "")
