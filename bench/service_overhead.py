@@ -3,8 +3,8 @@
 Prints, for 1, 50 and 500 concurrent conversations: the per-reply overhead from the incoming
 event to the first visible text (p50/p99), CPU milliseconds per reply, then peak RSS and the
 time to load a 1,000-turn conversation's history. Each reply opens a fresh conversation, so the
-overhead figures exclude history size, which the history-load figure covers. Everything runs against a real SQLite file
-(or DATABASE_URL when given, e.g. postgresql+asyncpg://postgres@127.0.0.1/test).
+overhead figures exclude history size, which the history-load figure covers. Everything runs
+against a real SQLite file (or --database-url, e.g. postgresql+asyncpg://postgres@127.0.0.1/db).
 
     python bench/service_overhead.py [--replies 1000] [--database-url URL]
 """

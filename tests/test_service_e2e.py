@@ -423,10 +423,16 @@ async def test_stop_keeps_the_text_so_far(
     model_api.script("direct", Reply(chunks=["first part. "] + ["more "] * 50,
                                      delay_between_chunks=0.05))
     service = make_service(store, http, model_api)
-    surface = RecordingSurface()
+    first_post = asyncio.Event()
+
+    class WatchedSurface(RecordingSurface):
+        async def post(self, text: str, *, final: bool) -> str:
+            first_post.set()
+            return await super().post(text, final=final)
+
+    surface = WatchedSurface()
     task = asyncio.create_task(service.handle(ask("long one"), surface))
-    while not surface.calls:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(first_post.wait(), timeout=10)
 
     refused = await service.stop(KEY, Author("u2", "Bob"))
     message = await service.stop(KEY, ANN)
