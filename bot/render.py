@@ -35,11 +35,18 @@ class _Shown:
 
 
 class Renderer:
-    """Common part of both renderers: the growing text, the drawing task, progress display."""
+    """What both renderers share: the growing text, the drawing loop, pacing, progress.
 
-    def __init__(self, surface: Surface, *, clock: Clock = time.monotonic,
-                 sleep: Sleep = asyncio.sleep) -> None:
+    Drawing runs in a background task: it wakes when text arrives, waits until the pace
+    allows, and draws; only one platform call is in flight at a time. A rate-limit answer
+    pushes the next call back (and pauses the shared budget); a lost message stops drawing.
+    The final pass repeats until the complete text is shown.
+    """
+
+    def __init__(self, surface: Surface, budget: EditBudget | None = None, *,
+                 clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
         self._surface = surface
+        self._budget = budget
         self._clock = clock
         self._sleep = sleep
         self._chunks: list[str] = []
@@ -47,6 +54,7 @@ class Renderer:
         self._note = ""
         self._finished = False
         self._failed = False
+        self._next_at = float("-inf")
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._progress: asyncio.Task[None] | None = None
@@ -118,39 +126,21 @@ class Renderer:
             return f"{text}\n\n{self._note}" if text.strip() else self._note
         return text
 
-    async def _draw_loop(self) -> None:
-        raise NotImplementedError
+    async def _wait_for_pace(self) -> None:
+        delay = self._next_at - self._clock()
+        if delay > 0:
+            await self._sleep(delay)
 
-    async def _draw_final(self) -> None:
-        raise NotImplementedError
+    def _rate_limited(self, limited: RateLimited) -> None:
+        log.info("platform rate limit: waiting %.1fs before the next call", limited.retry_after)
+        self._next_at = max(self._next_at, self._clock() + limited.retry_after)
+        if self._budget is not None:
+            self._budget.pause(limited.retry_after)
 
-    def _message_ids(self) -> tuple[str, ...]:
-        raise NotImplementedError
-
-
-class EditRenderer(Renderer):
-    """Post the first text, then edit it at most once per interval, continuing in new messages.
-
-    Each edit starts only after the previous one finished and the interval has passed, and takes
-    a slot from the shared edit budget; a rate-limit answer pauses the budget and the text is
-    drawn again later. The final pass repeats until every message shows its complete text.
-    """
-
-    def __init__(self, surface: Surface, budget: EditBudget | None = None, *,
-                 clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
-        super().__init__(surface, clock=clock, sleep=sleep)
-        self._budget = budget
-        self._shown: list[_Shown] = []
-        self._next_edit_at = float("-inf")
-        self.edit_times: list[float] = []
-
-    @property
-    def has_output(self) -> bool:
-        """Whether a message has been posted."""
-        return bool(self._shown)
-
-    def _message_ids(self) -> tuple[str, ...]:
-        return tuple(s.message_id for s in self._shown)
+    def _lost(self, exc: DeliveryFailed) -> None:
+        log.warning("the reply can no longer be shown: %s", exc)
+        self._failed = True
+        self._stop_progress()
 
     async def _draw_loop(self) -> None:
         while True:
@@ -158,7 +148,7 @@ class EditRenderer(Renderer):
             if self._finished:
                 return
             self._changed.clear()
-            if self._shown:
+            if self.has_output:
                 await self._wait_for_pace()
                 if self._finished:
                     return
@@ -168,23 +158,10 @@ class EditRenderer(Renderer):
                 self._rate_limited(limited)
                 self._changed.set()
             except DeliveryFailed as exc:
-                log.warning("reply can no longer be shown: %s", exc)
-                self._failed = True
-                self._stop_progress()
+                self._lost(exc)
                 return
             except Exception:
                 log.exception("drawing an intermediate version failed")
-
-    async def _wait_for_pace(self) -> None:
-        delay = self._next_edit_at - self._clock()
-        if delay > 0:
-            await self._sleep(delay)
-
-    def _rate_limited(self, limited: RateLimited) -> None:
-        log.info("platform rate limit: waiting %.1fs before the next edit", limited.retry_after)
-        self._next_edit_at = max(self._next_edit_at, self._clock() + limited.retry_after)
-        if self._budget is not None:
-            self._budget.pause(limited.retry_after)
 
     async def _draw_final(self) -> None:
         backoff = 1.0
@@ -196,31 +173,51 @@ class EditRenderer(Renderer):
                 self._rate_limited(limited)
                 await self._wait_for_pace()
             except DeliveryFailed as exc:
-                log.warning("final text could not be shown: %s", exc)
-                self._failed = True
+                self._lost(exc)
                 return
             except Exception:
-                log.exception("final drawing failed (attempt %d)", attempt + 1)
+                log.exception("drawing the final version failed (attempt %d)", attempt + 1)
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
         log.error("gave up showing the final text after %d attempts", FINAL_ATTEMPTS)
         self._failed = True
 
     async def _draw(self, *, final: bool) -> None:
-        pages = paginate(self._full_text() if final else self.text,
-                         self._surface.limits.max_message_chars)
-        wanted = [p for i, p in enumerate(pages) if p.text.strip() or i == 0]
+        raise NotImplementedError
+
+    def _message_ids(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+
+class EditRenderer(Renderer):
+    """Post the first text at once, then edit at most once per interval, continuing in new
+    messages at the length limit; every edit also takes a slot from the shared budget."""
+
+    def __init__(self, surface: Surface, budget: EditBudget | None = None, *,
+                 clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
+        super().__init__(surface, budget, clock=clock, sleep=sleep)
+        self._shown: list[_Shown] = []
+        self.edit_times: list[float] = []
+
+    @property
+    def has_output(self) -> bool:
+        """Whether a message has been posted."""
+        return bool(self._shown)
+
+    def _message_ids(self) -> tuple[str, ...]:
+        return tuple(s.message_id for s in self._shown)
+
+    async def _draw(self, *, final: bool) -> None:
+        text_so_far = self._full_text() if final else self.text
+        limit = self._surface.limits.max_message_chars
+        pages = [p for p in paginate(text_so_far, limit) if p.text.strip()]
         marks_final = self._surface.limits.final_edit_marks
-        for index, page in enumerate(wanted):
-            last = index == len(wanted) - 1
-            page_final = final or not last
+        for index, page in enumerate(pages):
+            page_final = final or index < len(pages) - 1
             text = page.text if page_final else _closed(page)
-            if not text.strip():
-                continue
             if index < len(self._shown):
                 shown = self._shown[index]
-                stale = shown.text != text or (page_final and not shown.final and marks_final)
-                if stale:
+                if shown.text != text or (page_final and not shown.final and marks_final):
                     await self._edit(shown, text, page_final)
             else:
                 message_id = await self._surface.post(text, final=page_final)
@@ -233,13 +230,13 @@ class EditRenderer(Renderer):
             await self._budget.acquire()
         started = self._clock()
         self.edit_times.append(started)
-        self._next_edit_at = started + self._surface.limits.min_edit_interval
+        self._next_at = started + self._surface.limits.min_edit_interval
         await self._surface.edit(shown.message_id, text, final=final)
         shown.text, shown.final = text, final
 
 
 class StreamRenderer(Renderer):
-    """Draw on a platform-native stream: append text as it becomes final, a stream per page."""
+    """Draw on a platform-native stream: append text once it is final, a stream per page."""
 
     def __init__(self, surface: StreamingSurface, *, clock: Clock = time.monotonic,
                  sleep: Sleep = asyncio.sleep) -> None:
@@ -249,7 +246,6 @@ class StreamRenderer(Renderer):
         self._ids: list[str] = []
         self._sent = 0
         self._page = 0
-        self._next_append_at = float("-inf")
 
     @property
     def has_output(self) -> bool:
@@ -259,42 +255,18 @@ class StreamRenderer(Renderer):
     def _message_ids(self) -> tuple[str, ...]:
         return tuple(self._ids)
 
-    async def _draw_loop(self) -> None:
-        while True:
-            await self._changed.wait()
-            if self._finished:
-                return
-            self._changed.clear()
-            delay = self._next_append_at - self._clock()
-            if delay > 0 and self._streams:
-                await self._sleep(delay)
-            try:
-                await self._advance(self.text, final=False)
-            except DeliveryFailed as exc:
-                log.warning("stream can no longer be shown: %s", exc)
-                self._failed = True
-                return
-            except Exception:
-                log.exception("appending to the stream failed")
-            self._next_append_at = self._clock() + self._surface.limits.min_edit_interval
-
-    async def _draw_final(self) -> None:
-        try:
-            await self._advance(self._full_text(), final=True)
-        except DeliveryFailed as exc:
-            log.warning("final stream text could not be shown: %s", exc)
-            self._failed = True
-
-    async def _advance(self, text: str, *, final: bool) -> None:
+    async def _draw(self, *, final: bool) -> None:
+        if not final:
+            self._next_at = self._clock() + self._surface.limits.min_edit_interval
+        text = self._full_text() if final else self.text
         limit = self._surface.limits.max_message_chars
         pages = paginate(text, limit)
         start = sum(len(p.body) for p in pages[: self._page])
         while self._page < len(pages):
             page = pages[self._page]
-            last = self._page == len(pages) - 1
-            if last and not final:
-                end = safe_length(text, limit)
-                await self._append(page, text[start + self._sent : max(end, start + self._sent)])
+            if self._page == len(pages) - 1 and not final:
+                end = max(safe_length(text, limit), start + self._sent)
+                await self._append(page, text[start + self._sent : end])
                 return
             await self._append(page, page.body[self._sent :] + page.closing)
             await self._close_current()

@@ -217,3 +217,19 @@ async def test_native_stream_pages_hold_the_whole_answer() -> None:
     assert surface.closed == [p.text for p in pages]
     assert "".join(p.body for p in pages) == text
     assert surface.appends > 3, "text was appended while it streamed"
+
+
+async def test_blank_pages_are_never_posted() -> None:
+    surface = RecordingSurface(limits=SurfaceLimits(100, min_edit_interval=0.0))
+    renderer = EditRenderer(surface)
+    renderer.start()
+    renderer.feed("\n\n")
+    await asyncio.sleep(0.01)
+    posted_before_text = list(surface.calls)
+    renderer.feed("start " + " " * 300 + "end")
+
+    await renderer.finish()
+
+    assert posted_before_text == []
+    assert all(t.strip() for t in surface.shown)
+    assert surface.shown[0].startswith("\n\nstart") and surface.shown[-1].endswith("end")
