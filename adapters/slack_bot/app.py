@@ -40,7 +40,6 @@ class SlackBot:
                  tuning: SlackTuning = DEFAULT_TUNING) -> None:
         settings = core.settings
         secret = settings.slack_signing_secret
-        self.client = client
         self.app = AsyncApp(
             name="gemini",
             client=client,

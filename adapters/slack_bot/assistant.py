@@ -31,5 +31,5 @@ async def greet(client: AsyncWebClient, thread: AssistantThread) -> None:
             prompts=[dict(prompt) for prompt in SUGGESTED_PROMPTS],
         )
     except SlackApiError as exc:
-        log.warning("slack %s:%s:%s: greeting the assistant thread failed: %s", thread.team_id,
+        log.warning("slack:%s:%s:%s: greeting the assistant thread failed: %s", thread.team_id,
                     thread.channel, thread.thread_ts, describe(exc))

@@ -16,6 +16,9 @@ DELIVERY_ERRORS = frozenset({
     "team_access_not_granted", "thread_not_found", "token_revoked",
 })
 """Errors after which the reply cannot be shown at all (trying again will not help)."""
+PASSING_ERRORS = frozenset({"fatal_error", "internal_error", "request_timeout",
+                            "service_unavailable"})
+"""Errors on Slack's side that a later call may not meet."""
 
 
 def error_code(exc: SlackApiError) -> str:
@@ -35,6 +38,11 @@ def retry_after(exc: SlackApiError) -> float | None:
             except (TypeError, ValueError):
                 break
     return DEFAULT_RETRY_AFTER
+
+
+def is_passing(exc: SlackApiError) -> bool:
+    """Whether the error is Slack's passing trouble (a 5xx, an internal error)."""
+    return exc.response.status_code >= 500 or error_code(exc) in PASSING_ERRORS
 
 
 def describe(exc: BaseException) -> str:

@@ -92,8 +92,9 @@ def is_dm_channel(channel: str) -> bool:
 def plain_text(text: str, bot_user_id: str) -> str:
     """Slack message text as a person would read it, without the bot's own mention.
 
-    `<@U1|ann>` becomes `@ann`, `<#C1|general>` `#general`, `<!here>` `@here`, a link
-    `<https://x|label>` `label (https://x)`; `&amp;`, `&lt;` and `&gt;` are unescaped.
+    `<@U1|ann>` becomes `@ann`, `<#C1|general>` `#general`, `<!here>` `@here`, a date its
+    fallback text, a link `<https://x|label>` `label (https://x)`; `&amp;`, `&lt;` and
+    `&gt;` are unescaped.
     """
 
     def replace(match: re.Match[str]) -> str:
@@ -105,7 +106,8 @@ def plain_text(text: str, bot_user_id: str) -> str:
         if target.startswith("#"):
             return "#" + (label or target[1:])
         if target.startswith("!"):
-            return "@" + (label or target[1:].split("^", 1)[0])
+            command = target[1:].split("^", 1)[0]
+            return label if command == "date" else "@" + (label or command).lstrip("@")
         if label and label != target:
             return f"{label} ({target})"
         return target

@@ -101,7 +101,7 @@ class Listeners:
         try:
             await respond(text=text, response_type="ephemeral")
         except Exception as exc:
-            log.warning("slack %s:%s: replying through response_url failed (%s); posting "
+            log.warning("slack:%s:%s: replying through response_url failed (%s); posting "
                         "an ephemeral message", command.team_id, command.channel, describe(exc))
             await self._client.chat_postEphemeral(channel=command.channel, user=command.user,
                                                   text=text)

@@ -57,6 +57,6 @@ class Replies:
             surface = SlackSurface(self._client, place, self._tuning.limits)
         else:
             surface = SlackStreamingSurface(self._client, place, self._tuning.limits, budget)
-        log.info("slack %s: answering message %s (event %s)", message.key, message.ts,
+        log.info("%s: answering message %s (event %s)", message.key, message.ts,
                  message.event_id)
         await self._service.handle(incoming, surface, budget)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack_bot.errors import as_surface_errors, describe
+from adapters.slack_bot.errors import as_surface_errors, describe, is_passing
 from adapters.slack_bot.events import is_dm_channel
 from bot.pacing import EditBudget, Sleep
 from bot.surface import DeliveryFailed, RateLimited, SurfaceLimits
@@ -62,7 +62,7 @@ class Place:
         return is_dm_channel(self.channel) and self.thread_ts is not None
 
     def __str__(self) -> str:
-        return f"{self.team_id}:{self.channel}:{self.thread_ts or 'top'}"
+        return f"slack:{self.team_id}:{self.channel}:{self.thread_ts or 'top'}"
 
 
 class SlackSurface:
@@ -107,7 +107,7 @@ class SlackSurface:
             )
         except SlackApiError as exc:
             self._show_status = False
-            log.info("slack %s: no thread status here (%s)", self._place, describe(exc))
+            log.info("%s: no thread status here (%s)", self._place, describe(exc))
 
     async def notify(self, text: str) -> None:
         """A short message in the reply's thread."""
@@ -162,12 +162,12 @@ class SlackStream:
         try:
             await self._send(stop=False)
         except RateLimited as limited:
-            log.info("slack %s: rate limited for %.1fs; the text waits", self._place,
+            log.info("%s: rate limited for %.1fs; the text waits", self._place,
                      limited.retry_after)
         except DeliveryFailed:
             raise
         except Exception as exc:
-            log.warning("slack %s: sending streamed text failed, trying later: %s",
+            log.warning("%s: sending streamed text failed, trying later: %s",
                         self._place, describe(exc))
 
     async def close(self) -> str:
@@ -175,36 +175,32 @@ class SlackStream:
         backoff = 1.0
         for attempt in range(1, FINAL_ATTEMPTS + 1):
             try:
-                await self._send(stop=True)
+                return await self._send(stop=True)
             except RateLimited as limited:
                 await self._sleep(limited.retry_after)
-                continue
             except DeliveryFailed:
                 raise
             except Exception as exc:
-                log.warning("slack %s: finishing the message failed (attempt %d): %s",
+                log.warning("%s: finishing the message failed (attempt %d): %s",
                             self._place, attempt, describe(exc))
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
-                continue
-            if self._ts is None:
-                break
-            return self._ts
         raise DeliveryFailed(f"the message in {self._place} could not be finished")
 
-    async def _send(self, *, stop: bool) -> None:
+    async def _send(self, *, stop: bool) -> str:
         if self._streaming:
             try:
                 with as_surface_errors():
-                    await self._stream(stop=stop)
-                return
+                    return await self._stream(stop=stop)
             except SlackApiError as exc:
-                log.info("slack %s: streaming refused (%s); using chat.update instead",
+                if is_passing(exc):
+                    raise
+                log.info("%s: Slack does not stream this message (%s); using chat.update",
                          self._place, describe(exc))
                 self._streaming = False
-        await self._show()
+        return await self._show()
 
-    async def _stream(self, *, stop: bool) -> None:
+    async def _stream(self, *, stop: bool) -> str:
         if self._ts is None:
             response = await self._client.chat_startStream(
                 channel=self._place.channel,
@@ -225,8 +221,9 @@ class SlackStream:
                 channel=self._place.channel, ts=self._ts, markdown_text=self._pending
             )
             self._pending = ""
+        return self._ts
 
-    async def _show(self) -> None:
+    async def _show(self) -> str:
         if self._ts is None:
             with as_surface_errors():
                 response = await self._client.chat_postMessage(
@@ -234,16 +231,15 @@ class SlackStream:
                     markdown_text=self._text,
                 )
             self._ts, self._shown = str(response["ts"]), self._text
-            return
-        if self._text == self._shown:
-            return
-        await self._budget.acquire()
-        try:
-            with as_surface_errors():
-                await self._client.chat_update(
-                    channel=self._place.channel, ts=self._ts, markdown_text=self._text
-                )
-        except RateLimited as limited:
-            self._budget.pause(limited.retry_after)
-            raise
-        self._shown = self._text
+        elif self._text != self._shown:
+            await self._budget.acquire()
+            try:
+                with as_surface_errors():
+                    await self._client.chat_update(
+                        channel=self._place.channel, ts=self._ts, markdown_text=self._text
+                    )
+            except RateLimited as limited:
+                self._budget.pause(limited.retry_after)
+                raise
+            self._shown = self._text
+        return self._ts

@@ -1,0 +1,608 @@
+"""End-to-end: the real bolt AsyncApp and AsyncWebClient against the fake Slack, the real core.
+
+Events arrive as signed HTTP requests dispatched to the app (or POSTed to its real HTTP
+server) and over the fake's Socket Mode websocket; the core talks to the fake model API and
+a real SQLite file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import itertools
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+
+from adapters.slack_bot import run_slack
+from adapters.slack_bot.app import SlackBot, build_slack_app, serve_http, socket_mode
+from adapters.slack_bot.surface import THINKING, SlackTuning
+from bot.app import Core, open_core
+from bot.config import Settings
+from bot.conversation import ConversationKey, Role
+from tests.fakes.model_server import FakeModelServer, Reply, Slow
+from tests.fakes.slack_server import (
+    ADMIN_USER_ID,
+    BOT_ID,
+    BOT_USER_ID,
+    OWNER_USER_ID,
+    PLAIN_USER_ID,
+    TEAM_ID,
+    FakeSlack,
+)
+
+FAST = SlackTuning(min_edit_interval=0.05, edit_rate=15, edit_period=1.0, edit_burst=3)
+"""At most 15 + 3 - 1 = 17 chat.update calls in any second: within the fake's 20."""
+
+PARAGRAPH = ("Slack threads keep a conversation together, and the bot remembers every turn "
+             "of it. ") * 6
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack(update_limit=20, update_window=1.0, retry_after=1) as server:
+        yield server
+
+
+@asynccontextmanager
+async def running(make_settings: Callable[..., Settings], fake: FakeSlack,
+                  tuning: SlackTuning = FAST, **overrides: Any
+                  ) -> AsyncIterator[tuple[Core, SlackBot]]:
+    """The real core and Slack bot, pointed at the fakes."""
+    values: dict[str, Any] = {"slack_bot_token": fake.bot_token,
+                              "slack_signing_secret": fake.signing_secret,
+                              "slack_api_url": fake.api_url}
+    settings = make_settings(**(values | overrides))
+    async with open_core(settings) as core:
+        bot = build_slack_app(core, tuning=tuning)
+        try:
+            yield core, bot
+        finally:
+            await bot.close()
+
+
+async def deliver(bot: SlackBot, request: tuple[str, Mapping[str, str]]) -> BoltResponse:
+    """Dispatch a signed HTTP-mode request and wait for the work it started."""
+    body, headers = request
+    response = await bot.app.async_dispatch(AsyncBoltRequest(body=body, headers=dict(headers)))
+    await bot.idle()
+    return response
+
+
+def model_messages(model_api: FakeModelServer, index: int = -1) -> list[tuple[str, Any]]:
+    """(role, content) of every message in one request the model received."""
+    return [(m["role"], m["content"]) for m in model_api.requests[index].body["messages"]]
+
+
+def png_bytes() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (4, 3), (200, 30, 30)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def thread_key(channel: str, thread: str) -> ConversationKey:
+    return ConversationKey("slack", TEAM_ID, channel, thread)
+
+
+# --------------------------------------------------------------------------- answering
+
+
+async def test_mention_answers_in_its_thread_with_native_stream(
+        make_settings: Callable[..., Settings], fake: FakeSlack,
+        model_api: FakeModelServer) -> None:
+    answer = "Hello **there**, `x = 1`.\n\n- one\n- two"
+    model_api.script("direct", Reply(text=answer))
+    async with running(make_settings, fake) as (core, bot):
+        event = fake.app_mention(text="hi &amp; <https://example.com|the site>")
+        response = await deliver(bot, fake.event_request(event))
+
+        assert response.status == 200
+        assert fake.texts("C1", event["ts"]) == [answer]
+        (stream,) = fake.streams
+        assert stream.thread_ts == event["ts"] and stream.state == "stopped"
+        assert (stream.recipient_user_id, stream.recipient_team_id) == (PLAIN_USER_ID, TEAM_ID)
+        assert all("text" not in params for _, params in stream.requests)  # Markdown only
+        assert not fake.calls_of("chat.update")
+        assert model_messages(model_api) == [("user", "hi & the site (https://example.com)")]
+        key = thread_key("C1", event["ts"])
+        history = await core.store.history(key, 100_000, 8)
+        assert [(t.role, t.text) for t in history] == [
+            (Role.USER, "hi & the site (https://example.com)"), (Role.ASSISTANT, answer)]
+        assert history[0].author_name == "bob"
+        assert await core.service.conversation_of_message("slack", event["ts"]) == key
+        assert await core.service.conversation_of_message("slack", stream.ts) == key
+
+
+async def test_follow_up_in_thread_needs_no_mention_and_carries_history(
+        make_settings: Callable[..., Settings], fake: FakeSlack,
+        model_api: FakeModelServer) -> None:
+    async with running(make_settings, fake) as (_, bot):
+        first = fake.app_mention(text="What is 2+2?")
+        await deliver(bot, fake.event_request(first))
+        follow_up = fake.message(text="And times 3?", thread_ts=first["ts"])
+        await deliver(bot, fake.event_request(follow_up))
+
+        assert fake.texts("C1", first["ts"]) == ["echo: What is 2+2?", "echo: And times 3?"]
+        assert model_messages(model_api) == [("user", "What is 2+2?"),
+                                         ("assistant", "echo: What is 2+2?"),
+                                         ("user", "And times 3?")]
+
+
+async def test_mention_inside_a_known_thread_is_answered_once(
+        make_settings: Callable[..., Settings], fake: FakeSlack,
+        model_api: FakeModelServer) -> None:
+    async with running(make_settings, fake) as (_, bot):
+        first = fake.app_mention(text="first")
+        await deliver(bot, fake.event_request(first))
+        again = fake.app_mention(text="second", thread_ts=first["ts"])
+        as_message = {**again, "type": "message", "channel_type": "channel"}
+        await deliver(bot, fake.event_request(as_message))
+        await deliver(bot, fake.event_request(again))
+
+        assert fake.texts("C1", first["ts"]) == ["echo: first", "echo: second"]
+        assert len(model_api.requests) == 2
+
+
+async def test_messages_outside_the_bots_threads_are_ignored(
+        make_settings: Callable[..., Settings], fake: FakeSlack,
+        model_api: FakeModelServer) -> None:
+    async with running(make_settings, fake) as (_, bot):
+        top = fake.message(text="chatting among ourselves")
+        reply = fake.message(text="still chatting", thread_ts=top["ts"])
+        for event in (top, reply):
+            assert (await deliver(bot, fake.event_request(event))).status == 200
+
+        assert model_api.requests == []
+        assert not fake.calls_of("chat.postMessage") and not fake.streams
+
+
+async def test_bots_edits_and_deletions_are_ignored(
+        make_settings: Callable[..., Settings], fake: FakeSlack,
+        model_api: FakeModelServer) -> None:
+    async with running(make_settings, fake) as (_, bot):
+        first = fake.app_mention(text="start")
+        await deliver(bot, fake.event_request(first))
+        thread = first["ts"]
+        noise = [
+            fake.message(user="UOTHERBOT", text="I am a bot", thread_ts=thread, bot_id="BOTHER"),
+            fake.message(user="UOTHERBOT", text="bot", thread_ts=thread, bot_id="BOTHER",
+                         subtype="bot_message"),
+            fake.message(user=BOT_USER_ID, text="my own words", thread_ts=thread,
+                         bot_id=BOT_ID),
+            fake.message(user=BOT_USER_ID, text="my own words", thread_ts=thread),
+            {**fake.message(text="edited", thread_ts=thread), "subtype": "message_changed",
+             "hidden": True},
+            {**fake.message(text="", thread_ts=thread), "subtype": "message_deleted",
+             "hidden": True},
+            fake.app_mention(user="UOTHERBOT", text="bot mention") | {"bot_id": "BOTHER"},
+        ]
+        for event in noise:
+            assert (await deliver(bot, fake.event_request(event))).status == 200
+
+        assert len(model_api.requests) == 1
+        assert len(fake.streams) == 1 and not fake.calls_of("chat.postMessage")
+
+
+async def test_direct_messages_post_then_update_and_form_one_conversation(
+        make_settings: Callable[..., Settings], fake: FakeSlack,
+        model_api: FakeModelServer) -> None:
+    answer = " ".join(f"word{i}" for i in range(40))
+    model_api.script("direct", Slow(answer, 0.02), Reply(text="second answer"))
+    async with running(make_settings, fake) as (core, bot):
+        first = fake.message(channel="D1", channel_type="im", text="hello")
+        await deliver(bot, fake.event_request(first))
+        second = fake.message(channel="D1", channel_type="im", text="and again")
+        await deliver(bot, fake.event_request(second))
+
+        assert fake.texts("D1") == [answer, "second answer"]
+        assert not fake.streams
+        posts = fake.calls_of("chat.postMessage")
+        assert all("markdown_text" in c.params and "text" not in c.params for c in posts)
+        assert all(c.params.get("thread_ts") is None for c in posts)
+        updates = fake.calls_of("chat.update")
+        assert updates and all("markdown_text" in c.params for c in updates)
+        assert model_messages(model_api)[-1] == ("user", "and again")
+        assert len(model_messages(model_api)) == 3
+        assert await core.service.knows(thread_key("D1", "dm"))
+
+
+async def test_assistant_thread_greets_once_shows_status_and_streams(
+        make_settings: Callable[..., Settings], fake: FakeSlack,
+        model_api: FakeModelServer) -> None:
+    model_api.script("direct", Slow("Here is my answer for you.", 0.1))
+    async with running(make_settings, fake) as (core, bot):
+        started = fake.assistant_thread_started(channel="D1")
+        request = fake.event_request(started, event_id="EvAssist1")
+        await deliver(bot, request)
+        await deliver(bot, fake.event_request(started, event_id="EvAssist1", retry_num=1))
+        thread = started["assistant_thread"]["thread_ts"]
+        question = fake.message(channel="D1", channel_type="im", text="hi", thread_ts=thread)
+        await deliver(bot, fake.event_request(question))
+
+        assert fake.texts("D1", thread) == [
+            "Hi! Ask me anything, or attach an image and ask about it.",
+            "Here is my answer for you."]
+        assert len(fake.suggested_prompts) == 1
+        assert fake.suggested_prompts[0]["thread_ts"] == thread
+        assert [s["status"] for s in fake.assistant_statuses][:1] == [THINKING]
+        assert fake.assistant_statuses[0]["thread_ts"] == thread
+        assert fake.streams[0].thread_ts == thread
+        assert await core.service.knows(thread_key("D1", thread))
+        assert await core.store.history(thread_key("D1", "dm"), 100_000, 8) == []
+
+
+# --------------------------------------------------------------------------- files
+
+
+async def test_an_image_reaches_the_model(make_settings: Callable[..., Settings],
+                                          fake: FakeSlack, model_api: FakeModelServer) -> None:
+    image = png_bytes()
+    file = fake.add_file("red.png", image, "image/png")
+    async with running(make_settings, fake) as (_, bot):
+        event = fake.app_mention(text="what colour?", files=[file])
+        await deliver(bot, fake.event_request(event))
+
+        assert [(d.file_id, d.authorized) for d in fake.downloads] == [(file["id"], True)]
+        (request,) = model_api.requests
+        assert request.endpoint == "api"
+        content = request.body["messages"][-1]["content"]
+        assert content[0] == {"type": "text", "text": "what colour?"}
+        expected = "data:image/png;base64," + base64.b64encode(image).decode()
+        assert content[1] == {"type": "image_url", "image_url": {"url": expected}}
+        assert len(fake.texts("C1", event["ts"])) == 1
+
+
+async def test_a_pdf_gets_a_note_and_the_question_is_answered(
+        make_settings: Callable[..., Settings], fake: FakeSlack,
+        model_api: FakeModelServer) -> None:
+    file = fake.add_file("report.pdf", b"%PDF-1.4 not really", "application/pdf")
+    async with running(make_settings, fake) as (_, bot):
+        event = fake.app_mention(text="summarise this", files=[file])
+        await deliver(bot, fake.event_request(event))
+
+        assert not fake.downloads
+        texts = fake.texts("C1", event["ts"])
+        assert texts[0].startswith("Skipped report.pdf: only images")
+        assert texts[1:] == ["echo: summarise this"]
+        assert model_messages(model_api) == [("user", "summarise this")]
+
+
+async def test_an_oversized_image_gets_a_note(make_settings: Callable[..., Settings],
+                                              fake: FakeSlack,
+                                              model_api: FakeModelServer) -> None:
+    file = fake.add_file("big.png", png_bytes(), "image/png")
+    async with running(make_settings, fake, bot_max_attachment_bytes=10) as (_, bot):
+        event = fake.app_mention(text="", files=[file])
+        await deliver(bot, fake.event_request(event))
+
+        assert not fake.downloads and not model_api.requests
+        (note,) = fake.texts("C1", event["ts"])
+        assert note.startswith("Skipped big.png:")
+
+
+# --------------------------------------------------------------------------- long answers
+
+
+async def test_a_long_answer_streams_whole_across_thread_messages(
+        make_settings: Callable[..., Settings], fake: FakeSlack,
+        model_api: FakeModelServer) -> None:
+    answer = "\n\n".join(f"{i}. {PARAGRAPH}" for i in range(18))
+    assert len(answer) > 2 * FAST.max_message_chars
+    model_api.script("direct", Reply(text=answer))
+    async with running(make_settings, fake) as (core, bot):
+        event = fake.app_mention(text="tell me a lot")
+        await deliver(bot, fake.event_request(event))
+
+        texts = fake.texts("C1", event["ts"])
+        assert len(texts) >= 3 and "".join(texts) == answer
+        assert all(len(t) <= FAST.max_message_chars for t in texts)
+        assert all(s.state == "stopped" for s in fake.streams)
+        history = await core.store.history(thread_key("C1", event["ts"]), 100_000, 8)
+        assert history[-1].text == answer
+
+
+async def test_a_long_answer_edited_in_place_continues_in_new_messages(
+        make_settings: Callable[..., Settings], fake: FakeSlack,
+        model_api: FakeModelServer) -> None:
+    answer = "\n\n".join(f"{i}. {PARAGRAPH}" for i in range(18))
+    model_api.script("direct", Slow(answer, 0.001))
+    async with running(make_settings, fake) as (_, bot):
+        event = fake.message(channel="D1", channel_type="im", text="tell me a lot")
+        await deliver(bot, fake.event_request(event))
+
+        texts = fake.texts("D1")
+        assert len(texts) >= 3 and "".join(texts) == answer
+        assert fake.rate_limited == 0
+
+
+# --------------------------------------------------------------------------- rate limits
+
+
+async def test_ten_concurrent_answers_share_the_workspace_edit_budget(
+        make_settings: Callable[..., Settings], fake: FakeSlack,
+        model_api: FakeModelServer) -> None:
+    answers = [" ".join(f"a{n}w{i}" for i in range(30)) for n in range(10)]
+    model_api.script("direct", *(Slow(a, 0.03) for a in answers))
+    async with running(make_settings, fake) as (_, bot):
+        events = [fake.message(channel=f"D{n + 10}", channel_type="im", text=f"q{n}")
+                  for n in range(10)]
+        await asyncio.gather(*(deliver(bot, fake.event_request(e)) for e in events))
+
+        finals = sorted(t for n in range(10) for t in fake.texts(f"D{n + 10}"))
+        assert finals == sorted(answers)
+        updates = fake.calls_of("chat.update")
+        assert fake.rate_limited == 0
+        times = [c.time for c in updates]
+        busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+        assert busiest <= 20
+        print(f"\n10 concurrent DM answers: {len(updates)} chat.update calls "
+              f"({len(updates) / 10:.1f} per answer), busiest second {busiest}, 429s "
+              f"{fake.rate_limited}")
+
+
+async def test_a_429_on_update_slows_edits_and_keeps_the_final_text(
+        make_settings: Callable[..., Settings], fake: FakeSlack,
+        model_api: FakeModelServer) -> None:
+    fake.set_rate_limit("chat.update", 2, 1.0)
+    eager = SlackTuning(min_edit_interval=0.01, edit_rate=1000, edit_period=1.0, edit_burst=1)
+    answer = " ".join(f"w{i}" for i in range(60))
+    model_api.script("direct", Slow(answer, 0.02))
+    async with running(make_settings, fake, tuning=eager) as (_, bot):
+        event = fake.message(channel="D1", channel_type="im", text="go")
+        await deliver(bot, fake.event_request(event))
+
+        assert fake.texts("D1") == [answer]
+        assert fake.rate_limited >= 1
+        calls = fake.calls_of("chat.update")
+        for limited, following in itertools.pairwise(calls):
+            if limited.status == 429:
+                assert following.time - limited.time >= 0.9  # Retry-After: 1
+        print(f"\n429 test: {len(calls)} chat.update calls, {fake.rate_limited} answered 429")
+
+
+async def test_refused_stream_falls_back_to_post_and_update(
+        make_settings: Callable[..., Settings], fake: FakeSlack,
+        model_api: FakeModelServer) -> None:
+    answer = " ".join(f"w{i}" for i in range(40))
+    model_api.script("direct", Slow(answer, 0.01))
+    fake.fail_next("chat.startStream", "not_allowed_for_this_app")
+    async with running(make_settings, fake) as (_, bot):
+        event = fake.app_mention(text="go")
+        await deliver(bot, fake.event_request(event))
+
+        assert fake.texts("C1", event["ts"]) == [answer]
+        assert len(fake.calls_of("chat.startStream")) == 1 and not fake.streams
+
+
+async def test_an_expired_stream_is_finished_with_update(
+        make_settings: Callable[..., Settings], fake: FakeSlack,
+        model_api: FakeModelServer) -> None:
+    answer = " ".join(f"w{i}" for i in range(60))
+    model_api.script("direct", Slow(answer, 0.02))
+    async with running(make_settings, fake) as (_, bot):
+        event = fake.app_mention(text="go")
+        body, headers = fake.event_request(event)
+        await bot.app.async_dispatch(AsyncBoltRequest(body=body, headers=dict(headers)))
+        started = await fake.wait_for_call("chat.startStream")
+        fake.expire_stream(started.response["ts"])
+        await bot.idle()
+
+        assert fake.texts("C1", event["ts"]) == [answer]
+        refused = fake.calls_of("chat.appendStream", ok=False) + fake.calls_of(
+            "chat.stopStream", ok=False)
+        assert refused[0].error == "message_not_in_streaming_state"
+        assert fake.calls_of("chat.update")
+
+
+async def test_stream_hiccups_lose_and_repeat_nothing(make_settings: Callable[..., Settings],
+                                                     fake: FakeSlack,
+                                                     model_api: FakeModelServer) -> None:
+    answer = " ".join(f"w{i}" for i in range(80))
+    model_api.script("direct", Slow(answer, 0.01))
+    fake.fail_next("chat.appendStream", "internal_error")
+    fake.fail_next("chat.appendStream", "ratelimited", status=429, headers={"Retry-After": "0"},
+                   times=3)
+    async with running(make_settings, fake) as (_, bot):
+        event = fake.app_mention(text="go")
+        await deliver(bot, fake.event_request(event))
+
+        assert fake.texts("C1", event["ts"]) == [answer]
+        assert len(fake.calls_of("chat.appendStream", ok=False)) == 4
+        assert not fake.calls_of("chat.update")
+
+
+# --------------------------------------------------------------------------- delivery
+
+
+async def test_a_redelivered_event_gets_no_second_answer_even_after_a_restart(
+        make_settings: Callable[..., Settings], fake: FakeSlack,
+        model_api: FakeModelServer) -> None:
+    event = fake.app_mention(text="once please")
+    async with running(make_settings, fake) as (_, bot):
+        await deliver(bot, fake.event_request(event, event_id="EvOnce"))
+        await deliver(bot, fake.event_request(event, event_id="EvOnce", retry_num=1))
+    async with running(make_settings, fake) as (_, bot):
+        await deliver(bot, fake.event_request(event, event_id="EvOnce", retry_num=2))
+
+    assert len(model_api.requests) == 1
+    assert fake.texts("C1", event["ts"]) == ["echo: once please"]
+
+
+async def test_http_server_checks_signatures(make_settings: Callable[..., Settings],
+                                             fake: FakeSlack,
+                                             model_api: FakeModelServer) -> None:
+    async with running(make_settings, fake) as (_, bot), \
+            serve_http(bot, port=0, host="127.0.0.1") as port, httpx.AsyncClient() as http:
+        url = f"http://127.0.0.1:{port}/slack/events"
+        event = fake.app_mention(text="signed")
+        forged_body, forged = fake.event_request(event, signing_secret="not-the-secret")
+        refused = await http.post(url, content=forged_body, headers=forged)
+        assert refused.status_code == 401
+
+        body, headers = fake.event_request(event)
+        started = time.monotonic()
+        accepted = await http.post(url, content=body, headers=headers)
+        assert accepted.status_code == 200 and time.monotonic() - started < 3
+        await bot.idle()
+
+    assert fake.texts("C1", event["ts"]) == ["echo: signed"]
+    assert len(model_api.requests) == 1
+
+
+async def test_socket_mode_mention_and_command(make_settings: Callable[..., Settings],
+                                               fake: FakeSlack,
+                                               model_api: FakeModelServer) -> None:
+    async with running(make_settings, fake, slack_signing_secret=None,
+                       slack_app_token=fake.app_token) as (_, bot), \
+            socket_mode(bot, fake.app_token):
+        event = fake.app_mention(text="over the socket")
+        envelope = await fake.push_event(event)
+        assert await fake.wait_ack(envelope) is None
+        await bot.idle()
+        command = await fake.push_slash_command(text="show")
+        await fake.wait_ack(command)
+        await bot.idle()
+
+    assert fake.texts("C1", event["ts"]) == ["echo: over the socket"]
+    (response,) = fake.responses
+    assert response.body["response_type"] == "ephemeral"
+    assert response.body["text"].startswith("*Settings for this channel*")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def post_when_listening(http: httpx.AsyncClient, url: str, body: str,
+                              headers: Mapping[str, str]) -> httpx.Response:
+    """POST once the server accepts connections (it starts in the background)."""
+    for _ in range(100):
+        try:
+            return await http.post(url, content=body, headers=headers)
+        except httpx.ConnectError:
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"nothing listens at {url}")
+
+
+async def test_run_slack_serves_http_mode_until_cancelled(
+        make_settings: Callable[..., Settings], fake: FakeSlack,
+        model_api: FakeModelServer) -> None:
+    port = free_port()
+    settings = make_settings(slack_bot_token=fake.bot_token, slack_api_url=fake.api_url,
+                             slack_signing_secret=fake.signing_secret, bot_http_port=port)
+    async with open_core(settings) as core, httpx.AsyncClient() as http:
+        task = asyncio.create_task(run_slack(core))
+        event = fake.app_mention(text="via run_slack")
+        body, headers = fake.event_request(event)
+        response = await post_when_listening(http, f"http://127.0.0.1:{port}/slack/events",
+                                             body, headers)
+        assert response.status_code == 200
+        await fake.wait_for_call("chat.stopStream")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert fake.texts("C1", event["ts"]) == ["echo: via run_slack"]
+
+
+async def test_run_slack_prefers_socket_mode_with_an_app_token(
+        make_settings: Callable[..., Settings], fake: FakeSlack,
+        model_api: FakeModelServer) -> None:
+    settings = make_settings(slack_bot_token=fake.bot_token, slack_api_url=fake.api_url,
+                             slack_app_token=fake.app_token,
+                             slack_signing_secret=fake.signing_secret)
+    async with open_core(settings) as core:
+        task = asyncio.create_task(run_slack(core))
+        event = fake.app_mention(text="via the socket")
+        await fake.wait_ack(await fake.push_event(event))
+        await fake.wait_for_call("chat.stopStream")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await fake.wait_for(lambda: not fake.active_sockets)
+    assert fake.texts("C1", event["ts"]) == ["echo: via the socket"]
+
+
+# --------------------------------------------------------------------------- /gemini
+
+
+async def run_command(bot: SlackBot, fake: FakeSlack, text: str, user: str = PLAIN_USER_ID,
+                      channel: str = "C1") -> str:
+    """Run `/gemini text` over HTTP; return the private reply the user sees."""
+    before = len(fake.responses)
+    started = time.monotonic()
+    response = await deliver(bot, fake.slash_command_request(text=text, user_id=user,
+                                                             channel_id=channel))
+    assert response.status == 200 and time.monotonic() - started < 3
+    (reply,) = fake.responses[before:]
+    assert reply.body["response_type"] == "ephemeral"
+    return str(reply.body["text"])
+
+
+async def test_commands_show_set_and_unset(make_settings: Callable[..., Settings],
+                                           fake: FakeSlack, model_api: FakeModelServer) -> None:
+    async with running(make_settings, fake) as (core, bot):
+        shown = await run_command(bot, fake, "show")
+        assert shown.startswith("*Settings for this channel*")
+        assert "System prompt: (none)" in shown
+
+        assert await run_command(bot, fake, "system Answer like a pirate.",
+                                 user=ADMIN_USER_ID) == "System prompt set (21 characters)."
+        assert await run_command(bot, fake, "set temperature 0.3",
+                                 user=OWNER_USER_ID) == "`temperature` set to 0.3."
+        refused = await run_command(bot, fake, "set temperature 0.9")
+        assert refused.startswith("Only people who manage this channel")
+        out_of_range = await run_command(bot, fake, "set temperature 5", user=ADMIN_USER_ID)
+        assert out_of_range == ("`temperature`: 5 is out of range; allowed: 0 to 2. "
+                                "Nothing changed.")
+        shown = await run_command(bot, fake, "show")
+        assert "System prompt: Answer like a pirate." in shown and "`temperature`: 0.3" in shown
+
+        event = fake.app_mention(text="hello")
+        await deliver(bot, fake.event_request(event))
+        assert model_api.requests[-1].body["temperature"] == 0.3
+        assert model_messages(model_api)[0] == ("system", "Answer like a pirate.")
+
+        assert await run_command(bot, fake, "unset temperature",
+                                 user=ADMIN_USER_ID) == "`temperature` unset; the default applies."
+        assert await run_command(bot, fake, "system reset", user=ADMIN_USER_ID) == (
+            "System prompt reset to the bot's default.")
+        settings = await core.store.channel_settings(thread_key("C1", "").channel_key)
+        assert settings.system_prompt is None and settings.parameters == {}
+
+
+async def test_admin_list_may_configure(make_settings: Callable[..., Settings],
+                                        fake: FakeSlack, model_api: FakeModelServer) -> None:
+    async with running(make_settings, fake, slack_admin_ids=PLAIN_USER_ID) as (_, bot):
+        assert await run_command(bot, fake, "set max_completion_tokens 100") == (
+            "`max_completion_tokens` set to 100.")
+
+
+async def test_commands_reset_usage_and_help(make_settings: Callable[..., Settings],
+                                             fake: FakeSlack,
+                                             model_api: FakeModelServer) -> None:
+    async with running(make_settings, fake) as (core, bot):
+        dm = fake.message(channel="D1", channel_type="im", text="remember me")
+        await deliver(bot, fake.event_request(dm))
+        usage = await run_command(bot, fake, "usage", channel="D1")
+        assert usage.startswith("*Usage in this channel*") and "1 replies" in usage
+
+        reset = await run_command(bot, fake, "reset", channel="D1")
+        assert reset.startswith("Forgot this conversation (2 messages)")
+        assert await core.store.history(thread_key("D1", "dm"), 100_000, 8) == []
+        in_channel = await run_command(bot, fake, "reset")
+        assert in_channel.startswith("Slash commands cannot see threads")
+
+        assert (await run_command(bot, fake, "")).startswith("*/gemini commands*")
+        assert "Unknown command 'frobnicate'" in await run_command(bot, fake, "frobnicate")
+

@@ -1,0 +1,98 @@
+"""Reading Slack payloads: which messages are for the bot, their conversation, their text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.slack_bot.events import (
+    DM_THREAD,
+    parse_assistant_thread,
+    parse_command,
+    parse_message,
+    plain_text,
+)
+from adapters.slack_bot.mrkdwn import to_mrkdwn
+from bot.conversation import ConversationKey
+from tests.fakes.slack_server import BOT_USER_ID, FakeSlack, event_callback_payload
+
+slack = FakeSlack()  # only its event builders: no server is started
+
+
+def body(event: dict[str, Any], event_id: str = "Ev1") -> dict[str, Any]:
+    return event_callback_payload(event, event_id=event_id)
+
+
+def test_a_channel_mention_starts_a_thread_on_its_message() -> None:
+    event = slack.app_mention(text="what is this?", channel="C1")
+    message = parse_message(body(event), BOT_USER_ID)
+    assert message is not None
+    assert message.text == "what is this?" and message.mentions_bot and not message.is_dm
+    assert message.reply_thread == event["ts"]
+    assert message.key == ConversationKey("slack", "T1", "C1", event["ts"])
+    assert (message.event_id, message.ts, message.user_team) == ("Ev1", event["ts"], "T1")
+
+
+def test_a_reply_in_a_thread_belongs_to_the_thread() -> None:
+    event = slack.message(text="more", channel="C1", thread_ts="1700000000.000001")
+    message = parse_message(body(event), BOT_USER_ID)
+    assert message is not None and not message.mentions_bot
+    assert message.key.thread == message.reply_thread == "1700000000.000001"
+
+
+def test_direct_messages_top_level_and_threads() -> None:
+    top = parse_message(body(slack.message(text="hi", channel="D1", channel_type="im")),
+                        BOT_USER_ID)
+    assert top is not None and top.is_dm
+    assert top.reply_thread is None and top.key.thread == DM_THREAD
+    threaded = parse_message(body(slack.message(text="hi", channel="D1", channel_type="im",
+                                                thread_ts="1700000000.000002")), BOT_USER_ID)
+    assert threaded is not None and threaded.key.thread == "1700000000.000002"
+
+
+def test_bots_edits_deletions_and_joins_are_not_messages() -> None:
+    noise = [
+        slack.message(text="beep", bot_id="B2"),
+        slack.message(text="beep", subtype="bot_message"),
+        slack.message(user=BOT_USER_ID, text="my own"),
+        slack.message(text="x", subtype="message_changed"),
+        slack.message(text="x", subtype="message_deleted"),
+        slack.message(text="joined", subtype="channel_join"),
+        {"type": "reaction_added", "user": "U1"},
+    ]
+    assert [parse_message(body(e), BOT_USER_ID) for e in noise] == [None] * len(noise)
+    shared = slack.message(text="a file", files=[{"id": "F1"}])
+    broadcast = slack.message(text="also to channel", thread_ts="1.2", subtype="thread_broadcast")
+    assert parse_message(body(shared), BOT_USER_ID) is not None
+    assert parse_message(body(broadcast), BOT_USER_ID) is not None
+
+
+def test_slack_markup_becomes_plain_text() -> None:
+    raw = ("<@UBOT|gemini> compare <@U2|ann> in <#C9|general> and <!here>: "
+           "<https://a.example/x?y=1&amp;z=2|the doc>, <https://b.example> &lt;tag&gt; &amp;amp;")
+    assert plain_text(raw, BOT_USER_ID) == (
+        " compare @ann in #general and @here: the doc (https://a.example/x?y=1&z=2), "
+        "https://b.example <tag> &amp;")
+
+
+def test_assistant_thread_and_command_payloads() -> None:
+    started = slack.assistant_thread_started(channel="D1", thread_ts="1700000000.000003")
+    thread = parse_assistant_thread(body(started, "EvA"))
+    assert thread is not None
+    assert (thread.team_id, thread.channel, thread.thread_ts, thread.user, thread.event_id) == (
+        "T1", "D1", "1700000000.000003", "UUSER", "EvA")
+    assert parse_assistant_thread(body({"type": "assistant_thread_started"})) is None
+
+    command = parse_command({"team_id": "T1", "channel_id": "D1", "user_id": "U1",
+                             "text": " system Use &lt;b&gt; tags "})
+    assert command.text == "system Use <b> tags" and command.is_dm
+    assert command.key == ConversationKey("slack", "T1", "D1", DM_THREAD)
+    in_channel = parse_command({"team_id": "T1", "channel_id": "C1", "user_id": "U1"})
+    assert not in_channel.is_dm and in_channel.key.channel_key.channel == "C1"
+
+
+def test_command_replies_in_mrkdwn() -> None:
+    markdown = ("# Title\n**Settings** for [docs](https://x.example/a?b=1&c=2): a < b\n"
+                "`**not bold**` and\n```\n**code** <x>\n```")
+    assert to_mrkdwn(markdown) == (
+        "*Title*\n*Settings* for <https://x.example/a?b=1&amp;c=2|docs>: a &lt; b\n"
+        "`**not bold**` and\n```\n**code** &lt;x&gt;\n```")
