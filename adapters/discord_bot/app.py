@@ -1,0 +1,165 @@
+"""The Discord client wired to the core: intents, message tasks, commands, start-up and URLs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import discord
+import yarl
+from discord import app_commands
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+
+from adapters.discord_bot.access import Access
+from adapters.discord_bot.commands import GeminiCommands
+from adapters.discord_bot.files import DiscordFiles
+from adapters.discord_bot.replies import Replies, answer_finished
+from adapters.discord_bot.surface import DiscordTuning, StopView
+from bot.app import Core
+from bot.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+INVITE_SCOPES = ("bot", "applications.commands")
+INVITE_PERMISSIONS = discord.Permissions(
+    view_channel=True,
+    send_messages=True,
+    send_messages_in_threads=True,
+    create_public_threads=True,
+    read_message_history=True,
+)
+"""What the bot does: read and answer messages, start threads and answer in them."""
+MAX_RATELIMIT_WAIT = 30.0
+"""A rate limit longer than this reaches the renderer as RateLimited instead of blocking."""
+
+
+def intents() -> discord.Intents:
+    """Servers, their messages and DMs, with message content (a privileged intent)."""
+    wanted = discord.Intents.none()
+    wanted.guilds = True
+    wanted.guild_messages = True
+    wanted.dm_messages = True
+    wanted.message_content = True
+    return wanted
+
+
+def invite_url(application_id: int) -> str:
+    """The OAuth2 URL that adds the bot to a server with the scopes and permissions it needs."""
+    return discord.utils.oauth_url(
+        application_id, permissions=INVITE_PERMISSIONS, scopes=INVITE_SCOPES
+    )
+
+
+class GeminiClient(discord.Client):
+    """discord.py's client with the bot's handlers: each message is answered in its own task.
+
+    `options` go to discord.Client (tests pass a short `guild_ready_timeout`).
+    """
+
+    def __init__(self, core: Core, tuning: DiscordTuning | None = None, **options: Any
+                 ) -> None:
+        super().__init__(
+            intents=intents(),
+            allowed_mentions=discord.AllowedMentions.none(),
+            max_ratelimit_timeout=MAX_RATELIMIT_WAIT,
+            **options,
+        )
+        settings = core.settings
+        access = Access.from_settings(settings)
+        files = DiscordFiles(
+            core.http,
+            max(settings.bot_max_attachment_bytes, settings.bot_max_text_attachment_bytes),
+            settings.discord_api_url,
+        )
+        self._replies = Replies(core.service, files, access, tuning or DiscordTuning())
+        self.tree = app_commands.CommandTree(self)
+        self.tree.add_command(GeminiCommands(core.service.commands, access))
+        self._guild_ids = [int(g) for g in settings.discord_guild_ids]
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def setup_hook(self) -> None:
+        """After login: listen for old Stop buttons, sync the commands, log the invite URL."""
+        self.add_view(StopView(answer_finished))
+        await self._sync_commands()
+        if self.application_id is not None:
+            log.info("discord: invite the bot with %s", invite_url(self.application_id))
+
+    async def on_ready(self) -> None:
+        """Log who the bot is once the gateway has delivered the servers."""
+        user = self.user
+        log.info("discord: connected as %s (id %s) in %d servers", user,
+                 user.id if user else "?", len(self.guilds))
+
+    async def on_message(self, message: discord.Message) -> None:
+        """Answer in the background so the gateway keeps flowing."""
+        if self.user is None:
+            return
+        task = asyncio.create_task(self._replies.answer(message, self.user),
+                                   name=f"discord-message-{message.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def idle(self) -> None:
+        """Wait until every message being answered has its answer."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    async def close(self) -> None:
+        """Cancel the answers in progress, then disconnect."""
+        tasks = set(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await super().close()
+
+    async def _sync_commands(self) -> None:
+        try:
+            synced = await self.tree.sync()
+            log.info("discord: synced %d global commands", len(synced))
+        except discord.HTTPException as exc:
+            log.warning("discord: could not sync the global commands: %s", exc)
+        for guild_id in self._guild_ids:
+            guild = discord.Object(guild_id)
+            self.tree.copy_global_to(guild=guild)
+            try:
+                await self.tree.sync(guild=guild)
+                log.info("discord: synced the commands to guild %s", guild_id)
+            except discord.HTTPException as exc:
+                log.warning("discord: could not sync the commands to guild %s: %s", guild_id, exc)
+
+
+@contextmanager
+def discord_endpoints(api_url: str | None, gateway_url: str | None) -> Iterator[None]:
+    """Point discord.py's REST base (webhooks and interactions too) and gateway at the given
+    URLs while the bot runs; None keeps Discord's own."""
+    base, gateway = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
+    if api_url:
+        Route.BASE = api_url
+    if gateway_url:
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+    try:
+        yield
+    finally:
+        Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
+
+
+async def run_discord(core: Core) -> None:
+    """Serve Discord with DISCORD_BOT_TOKEN until cancelled."""
+    settings = core.settings
+    if settings.discord_bot_token is None:
+        raise ConfigError("DISCORD_BOT_TOKEN is not set")
+    with discord_endpoints(settings.discord_api_url, settings.discord_gateway_url):
+        async with GeminiClient(core) as client:
+            try:
+                await client.start(settings.discord_bot_token.get_secret_value())
+            except discord.LoginFailure:
+                raise ConfigError("DISCORD_BOT_TOKEN was refused by Discord") from None
+            except discord.PrivilegedIntentsRequired:
+                raise ConfigError(
+                    "Discord refused the Message Content intent: enable it for the bot in the "
+                    "Developer Portal (Bot, Privileged Gateway Intents)"
+                ) from None
