@@ -71,6 +71,13 @@ class Commands:
             lines.append(warning)
         return "\n".join(lines)
 
+    async def system_prompt_for_editing(self, ctx: CommandContext) -> str:
+        """The channel's own system prompt ("" when it uses the default), to edit in a form;
+        PermissionRefused for people who may not change it."""
+        _require_configure(ctx)
+        settings = await self._store.channel_settings(ctx.conversation.channel_key)
+        return settings.system_prompt or ""
+
     async def set_system_prompt(self, ctx: CommandContext, prompt: str) -> str:
         """Replace the channel's system prompt."""
         _require_configure(ctx)

@@ -73,6 +73,11 @@ class Renderer:
         raise NotImplementedError
 
     @property
+    def message_ids(self) -> tuple[str, ...]:
+        """The platform ids of the messages shown so far."""
+        return self._message_ids()
+
+    @property
     def delivery_failed(self) -> bool:
         """Whether the platform can no longer show this reply (deleted thread, lost access)."""
         return self._failed
@@ -98,7 +103,7 @@ class Renderer:
         self._stop_progress()
         if not self._failed:
             await self._draw_final()
-        return Rendered(self._message_ids(), delivered=not self._failed)
+        return Rendered(self.message_ids, delivered=not self._failed)
 
     async def cancel(self) -> None:
         """Stop drawing at once, without a final pass (the reply itself was cancelled)."""
@@ -222,6 +227,8 @@ class EditRenderer(Renderer):
             else:
                 message_id = await self._surface.post(text, final=page_final)
                 self._shown.append(_Shown(message_id, text, page_final))
+                self._next_at = max(self._next_at,
+                                    self._clock() + self._surface.limits.min_edit_interval)
                 self._stop_progress()
 
     async def _edit(self, shown: _Shown, text: str, final: bool) -> None:

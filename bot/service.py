@@ -27,7 +27,7 @@ from bot.llm import ChatRequest, StreamEnd, StreamEvent, StreamInterrupted, Text
 from bot.pacing import Clock, EditBudget, Sleep
 from bot.parameters import request_parameters
 from bot.prompt import build_request
-from bot.render import Rendered, Renderer, renderer_for
+from bot.render import Renderer, renderer_for
 from bot.store import Store
 from bot.surface import Surface
 from bot.tokens import estimate_tokens
@@ -234,11 +234,20 @@ class Service:
         parameters = request_parameters(self._config.default_model, settings)
         request = build_request(system_prompt, history, parameters)
         renderer = renderer_for(surface, budget, clock=self._clock, sleep=self._sleep)
-        end, stopped = await self._generate(key, author, request, renderer)
+        model = parameters["model"]
+        try:
+            end, stopped = await self._generate(key, author, request, renderer)
+        except asyncio.CancelledError:
+            log.info("%s: reply cancelled (shutting down); keeping what was written", key)
+            cut = StreamEnd(error=StreamInterrupted("The bot shut down before the answer ended."))
+            await asyncio.shield(self._save_answer(key, renderer.text, cut,
+                                                   TurnStatus.INTERRUPTED,
+                                                   renderer.message_ids, model, None))
+            raise
         status, note = _ending(end, stopped, renderer.text)
         rendered = await renderer.finish(note)
-        await self._save_answer(key, renderer.text, end, status, rendered,
-                                parameters["model"], surface)
+        await self._save_answer(key, renderer.text, end, status, rendered.message_ids, model,
+                                surface)
         return ReplyOutcome(renderer.text, note, status,
                             str(end.error) if end.error else None, rendered.message_ids)
 
@@ -277,12 +286,12 @@ class Service:
 
     async def _save_answer(
         self, key: ConversationKey, text: str, end: StreamEnd, status: TurnStatus,
-        rendered: Rendered, model: str, surface: Surface,
+        message_ids: tuple[str, ...], model: str, surface: Surface | None,
     ) -> None:
         turn = Turn(
             role=Role.ASSISTANT,
             parts=(TextPart(text),),
-            message_ids=rendered.message_ids,
+            message_ids=message_ids,
             usage=end.usage,
             model=end.model or model,
             status=status,
@@ -292,8 +301,9 @@ class Service:
             await self._store.add_turn(key, turn)
         except UserFacingError:
             log.error("%s: the answer could not be stored", key)
-            await _notify(surface, f"{WARNING} The answer could not be saved, so I may not "
-                                   "remember it later.")
+            if surface is not None:
+                await _notify(surface, f"{WARNING} The answer could not be saved, so I may "
+                                       "not remember it later.")
 
 
 def _ending(end: StreamEnd, stopped: bool, text: str) -> tuple[TurnStatus, str]:

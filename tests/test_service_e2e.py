@@ -464,3 +464,27 @@ async def test_a_thread_deleted_mid_reply_stops_generation_and_keeps_the_text(
     assert outcome.text.startswith("kept ") and outcome.text.count("lost") < 40
     stored = (await store.history(KEY, 10_000, 8))[-1]
     assert stored.text == outcome.text and "no longer be shown" in (stored.error or "")
+
+
+async def test_shutting_down_mid_answer_keeps_the_partial_text(
+    store: Store, http: httpx.AsyncClient, model_api: FakeModelServer
+) -> None:
+    model_api.script("direct", Reply(chunks=["before "] + ["after "] * 50,
+                                     delay_between_chunks=0.05))
+    first_post = asyncio.Event()
+
+    class WatchedSurface(RecordingSurface):
+        async def post(self, text: str, *, final: bool) -> str:
+            first_post.set()
+            return await super().post(text, final=final)
+
+    task = asyncio.create_task(make_service(store, http, model_api).handle(ask("q"),
+                                                                           WatchedSurface()))
+    await asyncio.wait_for(first_post.wait(), timeout=10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    stored = (await store.history(KEY, 10_000, 8))[-1]
+    assert stored.role is Role.ASSISTANT and stored.status is TurnStatus.INTERRUPTED
+    assert stored.text.startswith("before ") and "shut down" in (stored.error or "")
