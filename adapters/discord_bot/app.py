@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from adapters.discord_bot.files import DiscordFiles
 from adapters.discord_bot.replies import Replies, answer_finished
 from adapters.discord_bot.surface import DiscordTuning, StopView
 from bot.app import Core
+from bot.background import BackgroundWork
 from bot.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class GeminiClient(discord.Client):
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(GeminiCommands(core.service.commands, access))
         self._guild_ids = [int(g) for g in settings.discord_guild_ids]
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._work = BackgroundWork()
 
     async def setup_hook(self) -> None:
         """After login: listen for old Stop buttons, sync the commands, log the invite URL."""
@@ -98,22 +98,16 @@ class GeminiClient(discord.Client):
         """Answer in the background so the gateway keeps flowing."""
         if self.user is None:
             return
-        task = asyncio.create_task(self._replies.answer(message, self.user),
-                                   name=f"discord-message-{message.id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._work.spawn(self._replies.answer(message, self.user),
+                         f"discord: answer to message {message.id}")
 
     async def idle(self) -> None:
         """Wait until every message being answered has its answer."""
-        while self._tasks:
-            await asyncio.wait(set(self._tasks))
+        await self._work.idle()
 
     async def close(self) -> None:
         """Cancel the answers in progress, then disconnect."""
-        tasks = set(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._work.cancel()
         await super().close()
 
     async def _sync_commands(self) -> None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -21,6 +20,7 @@ from adapters.slack_bot.people import People
 from adapters.slack_bot.replies import Replies
 from adapters.slack_bot.surface import DEFAULT_TUNING, SlackTuning
 from bot.app import Core
+from bot.background import BackgroundWork
 from bot.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -46,38 +46,21 @@ class SlackBot:
             signing_secret=secret.get_secret_value() if secret is not None else "",
             process_before_response=True,
         )
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._work = BackgroundWork()
         people = People(client, settings.slack_admin_ids)
         files = SlackFiles(core.http, client, client.token or "",
                            settings.bot_max_attachment_bytes, settings.slack_api_url)
         replies = Replies(core.service, client, people, files, tuning)
         commands = SlashCommands(core.service.commands, people)
-        Listeners(core.service, client, replies, commands, self.spawn).register(self.app)
-
-    def spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
-        """Run `work` in the background, logging a failure instead of losing it."""
-        task = asyncio.create_task(self._guarded(work, what))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        Listeners(core.service, client, replies, commands, self._work.spawn).register(self.app)
 
     async def idle(self) -> None:
         """Wait until no answer or command is in progress."""
-        while self._tasks:
-            await asyncio.wait(set(self._tasks))
+        await self._work.idle()
 
     async def close(self) -> None:
         """Cancel the work in progress and wait for it to stop."""
-        tasks = set(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    @staticmethod
-    async def _guarded(work: Coroutine[Any, Any, None], what: str) -> None:
-        try:
-            await work
-        except Exception:
-            log.exception("slack: %s failed", what)
+        await self._work.cancel()
 
 
 def build_slack_app(core: Core, client: AsyncWebClient | None = None,

@@ -84,7 +84,7 @@ class Listeners:
             return
         if thread.event_id and not await self._service.claim_event(PLATFORM, thread.event_id):
             return
-        self._spawn(greet(self._client, thread), f"greeting in {thread.channel}")
+        self._spawn(greet(self._client, thread), f"slack: greeting in {thread.channel}")
 
     async def on_context_changed(self) -> None:
         """The user moved to another channel with the assistant pane open: nothing to do."""
@@ -94,7 +94,7 @@ class Listeners:
         """`/gemini ...`: acknowledge at once, answer privately when done."""
         await ack()
         command = parse_command(body)
-        self._spawn(self._run_command(command, respond), f"/gemini from {command.user}")
+        self._spawn(self._run_command(command, respond), f"slack: /gemini from {command.user}")
 
     async def _run_command(self, command: SlashCommand, respond: AsyncRespond) -> None:
         text = await self._commands.reply(command)
