@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Coroutine
 from typing import Any
@@ -42,7 +43,33 @@ async def _run(settings: Settings) -> None:
                         "terminal chat instead")
             await _chat(core, "default")
             return
-        await asyncio.gather(*platforms)
+        await _until_one_fails(platforms)
+
+
+async def _until_one_fails(platforms: list[Coroutine[Any, Any, None]]) -> None:
+    """Serve every platform; the first to fail stops the others and its error is raised."""
+    tasks = [asyncio.create_task(p) for p in platforms]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()
+
+
+async def _serve(settings: Settings) -> None:
+    """Run the platforms until SIGTERM or SIGINT, then shut down cleanly."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, main.cancel)
+    try:
+        await _run(settings)
+    except asyncio.CancelledError:
+        log.info("shut down")
 
 
 async def _chat(core: Core, conversation: str) -> None:
@@ -83,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "chat":
             asyncio.run(_chat_command(settings, args.conversation))
         else:
-            asyncio.run(_run(settings))
+            asyncio.run(_serve(settings))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         raise SystemExit(2) from None
