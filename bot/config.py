@@ -20,7 +20,8 @@ class Settings(BaseSettings):
     """Every setting the bot reads; field names are the environment variables, upper-cased."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+        env_file=".env", env_file_encoding="utf-8", env_ignore_empty=True, extra="ignore",
+        frozen=True,
     )
 
     evolink_api_key: SecretStr | None = None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, load_settings
+from bot.config import ConfigError, Settings, load_settings
 from bot.logs import SecretMask
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,3 +124,18 @@ def test_start_up_without_an_api_key_says_so(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "EVOLINK_API_KEY is not set" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_example_env_file_loads_as_the_defaults() -> None:
+    settings = load_settings(_env_file=ROOT / ".env.example")
+    assert settings == load_settings(_env_file=None)
+    assert not settings.discord_enabled and not settings.slack_enabled
+    assert settings.evolink_api_key is None
+
+
+def test_every_setting_is_documented_in_the_example_and_the_readme() -> None:
+    example = (ROOT / ".env.example").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for name in Settings.model_fields:
+        assert f"\n{name.upper()}=" in example, name
+        assert name.upper() in readme, name
