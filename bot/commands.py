@@ -23,9 +23,11 @@ HELP = """\
 **/gemini commands**
 `show`: this channel's system prompt and settings
 `system <prompt>`: set the system prompt · `system reset`: back to the default
-`set <setting> <value>` · `unset <setting>`: change one setting ({names})
+`set <setting> <value>` · `unset <setting>`: change one setting, or return it to the default
 `reset`: forget this conversation · `usage`: tokens used in this channel
-Changing settings needs channel-manager rights; anyone may look."""
+Changing settings needs channel-manager rights; anyone may look.
+**Settings**
+{settings}"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +49,9 @@ class Commands:
     @staticmethod
     def help() -> str:
         """What the commands are."""
-        return HELP.format(names=", ".join(PARAMETERS))
+        return HELP.format(settings="\n".join(
+            f"`{p.name}` ({p.allowed}): {p.about}" for p in PARAMETERS.values()
+        ))
 
     async def show(self, ctx: CommandContext) -> str:
         """The channel's system prompt and every setting, marking defaults."""

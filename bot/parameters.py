@@ -52,10 +52,6 @@ def _number(low: float, high: float, *, integer: bool) -> Callable[[str], Any]:
     return parse
 
 
-def _fmt(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
 def _model(raw: str) -> str:
     if not MODEL_NAME.match(raw):
         raise InvalidSetting(
@@ -126,7 +122,8 @@ PARAMETERS: dict[str, Parameter] = {
             "thinking depth (medium maps to high)",
         ),
         Parameter(
-            "response_format", "json, text", _choice("json", "text"), "answer as a JSON object"
+            "response_format", "json, text", _choice("json", "text"),
+            "json makes every answer a JSON object"
         ),
     )
 }

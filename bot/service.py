@@ -148,10 +148,6 @@ class Service:
         """Record a platform event; False if it was handled before (a redelivery)."""
         return await self._store.claim_event(platform, event_id)
 
-    def is_replying(self, key: ConversationKey) -> bool:
-        """Whether an answer is being written in this conversation now."""
-        return key in self._active
-
     async def stop(self, key: ConversationKey, user: Author) -> str:
         """Stop the answer being written in `key`; return what to tell the user."""
         active = self._active.get(key)
@@ -246,6 +242,8 @@ class Service:
             raise
         status, note = _ending(end, stopped, renderer.text)
         rendered = await renderer.finish(note)
+        if not rendered.delivered:
+            log.warning("%s: the answer could not be shown in full; it is stored", key)
         await self._save_answer(key, renderer.text, end, status, rendered.message_ids, model,
                                 surface)
         return ReplyOutcome(renderer.text, note, status,
