@@ -123,7 +123,7 @@ PARAMETERS: dict[str, Parameter] = {
         ),
         Parameter(
             "response_format", "json, text", _choice("json", "text"),
-            "json makes every answer a JSON object"
+            "json makes every answer a JSON object",
         ),
     )
 }
