@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import SecretMask
+from tests.support.process import bot_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,9 +99,7 @@ def test_log_records_mask_secrets(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_start_up_with_a_bad_value_prints_one_line_and_no_traceback(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("EVOLINK_", "BOT_", "DISCORD_", "SLACK_"))}
-    env.update({"BOT_HTTP_PORT": "nope", "EVOLINK_API_KEY": "k"})
+    env = bot_environment(BOT_HTTP_PORT="nope", EVOLINK_API_KEY="k")
     result = subprocess.run(
         [sys.executable, "-m", "bot", "migrate"], cwd=tmp_path, env=env,
         capture_output=True, text=True, timeout=60,
@@ -114,9 +112,7 @@ def test_start_up_with_a_bad_value_prints_one_line_and_no_traceback(tmp_path: Pa
 
 
 def test_start_up_without_an_api_key_says_so(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("EVOLINK_", "BOT_", "DISCORD_", "SLACK_"))}
-    env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"
+    env = bot_environment(DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
     result = subprocess.run(
         [sys.executable, "-m", "bot", "chat"], cwd=tmp_path, env=env, input="",
         capture_output=True, text=True, timeout=60,

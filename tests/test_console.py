@@ -13,19 +13,13 @@ from pathlib import Path
 
 from PIL import Image
 
-from tests.conftest import API_KEY
 from tests.fakes.model_server import FakeModelServer, Reply, Status
+from tests.support.process import bot_environment
 
 
 async def chat(model_api: FakeModelServer, workdir: Path, lines: list[str],
                *args: str) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("EVOLINK_", "BOT_", "DISCORD_", "SLACK_"))}
-    env.update({
-        "EVOLINK_API_KEY": API_KEY,
-        "EVOLINK_DIRECT_URL": model_api.direct_url,
-        "EVOLINK_API_URL": model_api.api_url,
-    })
+    env = bot_environment(model_api)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "chat", *args, cwd=workdir, env=env,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -117,10 +111,7 @@ async def test_in_a_terminal_the_reply_streams_as_it_arrives(
     chunks = ["Streaming ", "answer ", "arrives ", "piece ", "by ", "piece."]
     model_api.script("direct", Reply(chunks=chunks, delay_between_chunks=0.4))
     controller, terminal = pty.openpty()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("EVOLINK_", "BOT_", "DISCORD_", "SLACK_"))}
-    env.update({"EVOLINK_API_KEY": API_KEY, "EVOLINK_DIRECT_URL": model_api.direct_url,
-                "EVOLINK_API_URL": model_api.api_url})
+    env = bot_environment(model_api)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "chat", cwd=tmp_path, env=env,
         stdin=terminal, stdout=terminal, stderr=terminal,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import sqlite3
@@ -14,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import API_KEY
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack_server import FakeSlack
+from tests.support.process import bot_environment
 
 
 def free_port() -> int:
@@ -50,20 +49,16 @@ async def test_one_process_serves_discord_and_slack_and_stops_cleanly(
     model_api: FakeModelServer, discord_fake: FakeDiscord, slack_fake: FakeSlack, tmp_path: Path
 ) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("EVOLINK_", "BOT_", "DISCORD_", "SLACK_"))}
-    env.update({
-        "EVOLINK_API_KEY": API_KEY,
-        "EVOLINK_DIRECT_URL": model_api.direct_url,
-        "EVOLINK_API_URL": model_api.api_url,
-        "DISCORD_BOT_TOKEN": discord_fake.token or "token",
-        "DISCORD_API_URL": discord_fake.api_url,
-        "DISCORD_GATEWAY_URL": discord_fake.gateway_url,
-        "SLACK_BOT_TOKEN": slack_fake.bot_token,
-        "SLACK_SIGNING_SECRET": slack_fake.signing_secret,
-        "SLACK_API_URL": slack_fake.api_url,
-        "BOT_HTTP_PORT": str(port),
-    })
+    env = bot_environment(
+        model_api,
+        DISCORD_BOT_TOKEN=discord_fake.token or "token",
+        DISCORD_API_URL=discord_fake.api_url,
+        DISCORD_GATEWAY_URL=discord_fake.gateway_url,
+        SLACK_BOT_TOKEN=slack_fake.bot_token,
+        SLACK_SIGNING_SECRET=slack_fake.signing_secret,
+        SLACK_API_URL=slack_fake.api_url,
+        BOT_HTTP_PORT=str(port),
+    )
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", cwd=tmp_path, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
