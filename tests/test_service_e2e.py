@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import sqlite3
 from collections.abc import AsyncIterator
 
 import httpx
@@ -22,6 +23,7 @@ from bot.conversation import (
     Role,
     TurnStatus,
 )
+from bot.database import create_engine, migrate
 from bot.llm import ModelClient, create_http_client
 from bot.service import Service, ServiceConfig
 from bot.store import Store
@@ -488,3 +490,29 @@ async def test_shutting_down_mid_answer_keeps_the_partial_text(
     stored = (await store.history(KEY, 10_000, 8))[-1]
     assert stored.role is Role.ASSISTANT and stored.status is TurnStatus.INTERRUPTED
     assert stored.text.startswith("before ") and "shut down" in (stored.error or "")
+
+
+async def test_a_locked_database_gets_a_clear_notice_and_no_model_call(
+    sqlite_url: str, http: httpx.AsyncClient, model_api: FakeModelServer
+) -> None:
+    engine = create_engine(sqlite_url, busy_timeout_ms=100)
+    await migrate(engine)
+    store = Store(engine)
+    path = sqlite_url.removeprefix("sqlite+aiosqlite:///")
+    other_writer = sqlite3.connect(path)
+    other_writer.execute("BEGIN IMMEDIATE")
+    surface = RecordingSurface()
+    try:
+        outcome = await make_service(store, http, model_api).handle(ask("q"), surface)
+    finally:
+        other_writer.rollback()
+        other_writer.close()
+
+    assert outcome is None and model_api.requests == []
+    assert surface.notices == [
+        "⚠️ The database is unavailable right now (it may be locked or full), so nothing was "
+        "changed. Please try again in a moment."
+    ]
+    answered = await make_service(store, http, model_api).handle(ask("q again"), surface)
+    assert answered is not None and answered.text == "echo: q again"
+    await store.close()
