@@ -138,6 +138,18 @@ class UsageRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class ConversationLeaseRow(Base):
+    """Which bot process is answering in a conversation now, until when (several replicas)."""
+
+    __tablename__ = "conversation_leases"
+
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class ProcessedEventRow(Base):
     """A platform event already handled, so a redelivery gets no second answer."""
 

@@ -6,8 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from bot.attachments import prepare_attachments
@@ -24,6 +23,7 @@ from bot.conversation import (
 )
 from bot.errors import UserFacingError
 from bot.llm import ChatRequest, StreamEnd, StreamEvent, StreamInterrupted, TextDelta
+from bot.locking import ConversationGate
 from bot.pacing import Clock, EditBudget, Sleep
 from bot.parameters import request_parameters
 from bot.prompt import build_request
@@ -84,35 +84,6 @@ class _ActiveReply:
     stopped: bool = False
 
 
-@dataclass(slots=True)
-class _KeyedLock:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    holders: int = 0
-
-
-class ConversationLocks:
-    """One lock per conversation, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[ConversationKey, _KeyedLock] = {}
-
-    @asynccontextmanager
-    async def hold(self, key: ConversationKey) -> AsyncIterator[None]:
-        """Hold the conversation's lock; replies in one conversation run one at a time."""
-        entry = self._locks.setdefault(key, _KeyedLock())
-        entry.holders += 1
-        try:
-            async with entry.lock:
-                yield
-        finally:
-            entry.holders -= 1
-            if entry.holders == 0:
-                del self._locks[key]
-
-    def __len__(self) -> int:
-        return len(self._locks)
-
-
 class Service:
     """Platform-free handling of one incoming message, end to end."""
 
@@ -124,13 +95,14 @@ class Service:
         *,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        gate: ConversationGate | None = None,
     ) -> None:
         self._store = store
         self._model = model
         self._config = config
         self._clock = clock
         self._sleep = sleep
-        self._locks = ConversationLocks()
+        self._gate = gate or ConversationGate(store)
         self._active: dict[ConversationKey, _ActiveReply] = {}
         self.commands = Commands(store, config.default_model, config.default_system_prompt)
 
@@ -175,7 +147,7 @@ class Service:
             turn = await self._user_turn(incoming, surface)
             if turn is None:
                 return None
-            async with self._locks.hold(key):
+            async with self._gate.hold(key):
                 return await self._reply(key, turn, incoming.author, surface, budget)
         except UserFacingError as exc:
             await _notify(surface, f"{WARNING} {exc}")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 from sqlalchemy import Table, bindparam, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -30,6 +32,7 @@ from bot.errors import StoreUnavailable
 from bot.parameters import ChannelSettings
 from bot.schema import (
     ChannelSettingsRow,
+    ConversationLeaseRow,
     ConversationRow,
     ImageRow,
     PlatformMessageRow,
@@ -63,6 +66,7 @@ TURNS_FROM = (
     .order_by(TURNS.c.id)
 )
 SETTINGS = cast(Table, ChannelSettingsRow.__table__)
+LEASES = cast(Table, ConversationLeaseRow.__table__)
 SELECT_SETTINGS = select(SETTINGS.c.system_prompt, SETTINGS.c.parameters).where(
     SETTINGS.c.platform == bindparam("platform"),
     SETTINGS.c.workspace == bindparam("workspace"),
@@ -80,12 +84,46 @@ class UsageTotals:
     reasoning_tokens: int
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _whole(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Let a store call finish even when its caller is cancelled (a shutdown, a Stop click).
+
+    A transaction cut half-way can leave a connection holding SQLite's write lock; so the
+    call runs to its end (bounded by the busy timeout), then the cancellation goes on.
+    """
+
+    @functools.wraps(method)
+    async def whole(*args: P.args, **kwargs: P.kwargs) -> R:
+        call = asyncio.ensure_future(method(*args, **kwargs))
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            await asyncio.wait({call})
+            if not call.cancelled() and call.exception() is not None:
+                log.warning("a store call failed while its caller was cancelled: %s",
+                            call.exception())
+            raise
+
+    return whole
+
+
 class Store:
-    """Reads and writes everything the bot remembers, on any SQLAlchemy async engine."""
+    """Reads and writes everything the bot remembers, on any SQLAlchemy async engine.
+
+    Every call is one transaction that runs to its end even if the caller is cancelled.
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._conversation_ids: OrderedDict[ConversationKey, int] = OrderedDict()
+
+    @property
+    def shared(self) -> bool:
+        """Whether several bot processes may use this database at once (not SQLite)."""
+        return self._engine.dialect.name != "sqlite"
 
     @property
     def engine(self) -> AsyncEngine:
@@ -147,11 +185,13 @@ class Store:
                 self._conversation_ids.popitem(last=False)
         return found
 
+    @_whole
     async def add_turn(self, key: ConversationKey, turn: Turn) -> int:
         """Store a turn (its images once each, its message ids, its usage); return its id."""
         async with self._transaction() as connection:
             return await self._insert_turn(connection, key, turn)
 
+    @_whole
     async def add_question(
         self, key: ConversationKey, turn: Turn, token_budget: int, max_images: int
     ) -> tuple[ChannelSettings, list[Turn]]:
@@ -234,6 +274,7 @@ class Store:
                 )
             )
 
+    @_whole
     async def history(
         self, key: ConversationKey, token_budget: int, max_images: int
     ) -> list[Turn]:
@@ -271,6 +312,7 @@ class Store:
             images = {sha: data for sha, data in found.all()}
         return [_turn_from_row(row, images) for row in rows]
 
+    @_whole
     async def forget(self, key: ConversationKey) -> int:
         """Delete a conversation's turns (usage records stay); return how many went."""
         async with self._transaction() as connection:
@@ -287,11 +329,13 @@ class Store:
             )
             return int(result.rowcount or 0)
 
+    @_whole
     async def has_conversation(self, key: ConversationKey) -> bool:
         """Whether the bot has ever taken part in this conversation."""
         async with self._transaction() as connection:
             return await self._conversation_id(connection, key, create=False) is not None
 
+    @_whole
     async def conversation_of_message(
         self, platform: str, message_id: str
     ) -> ConversationKey | None:
@@ -315,6 +359,7 @@ class Store:
             ).first()
         return ConversationKey(*row) if row is not None else None
 
+    @_whole
     async def channel_settings(self, channel: ChannelKey) -> ChannelSettings:
         """The channel's settings, empty when none were ever set."""
         async with self._transaction() as connection:
@@ -333,6 +378,7 @@ class Store:
             return ChannelSettings()
         return ChannelSettings(system_prompt=row[0], parameters=dict(row[1] or {}))
 
+    @_whole
     async def save_channel_settings(
         self, channel: ChannelKey, settings: ChannelSettings, updated_by: str
     ) -> None:
@@ -356,6 +402,7 @@ class Store:
                 )
             )
 
+    @_whole
     async def usage_totals(
         self, channel: ChannelKey, since: timedelta | None = None
     ) -> UsageTotals:
@@ -376,6 +423,7 @@ class Store:
             row = (await connection.execute(query)).one()
         return UsageTotals(*(int(value) for value in row))
 
+    @_whole
     async def claim_event(self, platform: str, event_id: str) -> bool:
         """Record an event id; False when it was already recorded (a redelivery)."""
         try:
@@ -388,6 +436,38 @@ class Store:
         except IntegrityError:
             return False
 
+    @_whole
+    async def claim_lease(self, key: ConversationKey, holder: str, seconds: float) -> bool:
+        """Take (or extend) the conversation's lease for `seconds`; False while another
+        holder's lease has not expired."""
+        now = utcnow()
+        async with self._transaction() as connection:
+            conversation_id = await self._conversation_id(connection, key, create=True)
+            module: Any = sqlite if connection.dialect.name == "sqlite" else postgresql
+            statement = module.insert(LEASES).values(
+                conversation_id=conversation_id, holder=holder,
+                expires_at=now + timedelta(seconds=seconds),
+            )
+            statement = statement.on_conflict_do_update(
+                index_elements=["conversation_id"],
+                set_={"holder": statement.excluded.holder,
+                      "expires_at": statement.excluded.expires_at},
+                where=(LEASES.c.expires_at < now) | (LEASES.c.holder == holder),
+            ).returning(LEASES.c.holder)
+            taken = (await connection.execute(statement)).scalar_one_or_none()
+        return bool(taken == holder)
+
+    @_whole
+    async def release_lease(self, key: ConversationKey, holder: str) -> None:
+        """Give the conversation's lease back, if `holder` still has it."""
+        async with self._transaction() as connection:
+            conversation_id = await self._conversation_id(connection, key, create=False)
+            await connection.execute(
+                delete(LEASES).where(LEASES.c.conversation_id == conversation_id,
+                                     LEASES.c.holder == holder)
+            )
+
+    @_whole
     async def forget_events_before(self, cutoff: datetime) -> int:
         """Drop processed-event records older than `cutoff`; return how many."""
         async with self._transaction() as connection:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 
 from bot.conversation import (
@@ -20,7 +21,7 @@ from bot.conversation import (
     Turn,
     Usage,
 )
-from bot.database import create_engine, migrate
+from bot.database import alembic_config, create_engine, migrate
 from bot.parameters import ChannelSettings
 from bot.schema import Base
 from bot.store import Store
@@ -47,7 +48,7 @@ async def test_migrations_from_empty_create_every_table(database_url: str) -> No
     finally:
         await engine.dispose()
     assert set(Base.metadata.tables) <= tables
-    assert version == "0001"
+    assert version == ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 async def test_migrated_schema_equals_the_models(database_url: str) -> None:
@@ -186,3 +187,14 @@ async def test_message_ids_lead_back_to_their_conversation(
     assert await store.conversation_of_message("test", message_id) == KEY
     assert await store.has_conversation(KEY)
     assert not await store.has_conversation(ConversationKey("test", "w", "c", "nope"))
+
+
+async def test_a_cancelled_caller_lets_the_store_call_finish(store: Store) -> None:
+    call = asyncio.create_task(store.add_turn(KEY, user("kept")))
+    await asyncio.sleep(0)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+
+    assert [t.text for t in await asyncio.wait_for(store.history(KEY, 1000, 8), 5)] == ["kept"]
+    await asyncio.wait_for(store.add_turn(KEY, user("next")), 5)
