@@ -198,3 +198,16 @@ async def test_a_cancelled_caller_lets_the_store_call_finish(store: Store) -> No
 
     assert [t.text for t in await asyncio.wait_for(store.history(KEY, 1000, 8), 5)] == ["kept"]
     await asyncio.wait_for(store.add_turn(KEY, user("next")), 5)
+
+
+async def test_replicas_starting_together_migrate_once(database_url: str) -> None:
+    engines = [create_engine(database_url) for _ in range(3)]
+    try:
+        await asyncio.gather(*(migrate(engine) for engine in engines))
+        async with engines[0].connect() as connection:
+            versions = (await connection.execute(text("SELECT version_num FROM alembic_version"))
+                        ).scalars().all()
+    finally:
+        for engine in engines:
+            await engine.dispose()
+    assert versions == [ScriptDirectory.from_config(alembic_config()).get_current_head()]
