@@ -84,6 +84,16 @@ async def database_url(request: pytest.FixtureRequest, sqlite_url: str) -> Async
 
 
 @pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """An empty database on the machine's PostgreSQL (for what only a shared database does)."""
+    url, drop = await _postgres_database()
+    try:
+        yield url
+    finally:
+        await drop()
+
+
+@pytest.fixture
 async def store(database_url: str) -> AsyncIterator[Store]:
     """A store on a freshly migrated database (both backends)."""
     engine = create_engine(database_url)

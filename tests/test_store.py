@@ -200,8 +200,8 @@ async def test_a_cancelled_caller_lets_the_store_call_finish(store: Store) -> No
     await asyncio.wait_for(store.add_turn(KEY, user("next")), 5)
 
 
-async def test_replicas_starting_together_migrate_once(database_url: str) -> None:
-    engines = [create_engine(database_url) for _ in range(3)]
+async def test_replicas_starting_together_migrate_once(postgres_url: str) -> None:
+    engines = [create_engine(postgres_url) for _ in range(3)]
     try:
         await asyncio.gather(*(migrate(engine) for engine in engines))
         async with engines[0].connect() as connection:
