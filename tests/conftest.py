@@ -71,16 +71,11 @@ async def _postgres_database() -> tuple[str, Callable[[], Any]]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def database_url(request: pytest.FixtureRequest, sqlite_url: str) -> AsyncIterator[str]:
+def database_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
     """An empty database: a SQLite file, then the machine's PostgreSQL."""
     if request.param == "sqlite":
-        yield sqlite_url
-        return
-    url, drop = await _postgres_database()
-    try:
-        yield url
-    finally:
-        await drop()
+        return sqlite_url
+    return str(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture
