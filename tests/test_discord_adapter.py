@@ -418,6 +418,8 @@ async def test_a_rate_limited_edit_waits_and_loses_nothing(
             edits = fake.edits_of(answer_id)
             assert [len(e.content or "") for e in edits] == sorted(len(e.content or "")
                                                                     for e in edits)
+            print(f"\nDiscord 429 test: {len(patches)} edit requests, {len(fake.rate_limited)} "
+                  f"answered 429, {len(edits)} edits landed")
 
 
 async def test_edits_are_paced_and_the_lag_is_measured(
