@@ -676,6 +676,17 @@ async def test_a_refused_token_stops_with_a_configuration_error(
                 await run_discord(core)
 
 
+async def test_a_refused_message_content_intent_stops_with_a_clear_error(
+    make_settings: Callable[..., Settings]
+) -> None:
+    async with (
+        FakeDiscord(message_content_allowed=False) as fake,
+        open_core(make_settings(**pointed_at(fake))) as core,
+    ):
+        with pytest.raises(ConfigError, match="Message Content intent"):
+            await asyncio.wait_for(run_discord(core), timeout=20)
+
+
 async def test_run_discord_uses_the_configured_urls_and_logs_the_invite(
     make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -444,6 +444,9 @@ class FakeDiscord:
             MESSAGE_CONTENT unless DM / mention / own message).
         interaction_ack_timeout: if set, interaction callbacks later than this many seconds
             after the interaction get ``404 Unknown interaction`` (Discord uses 3 s).
+        message_content_allowed: ``False`` answers an IDENTIFY asking for MESSAGE_CONTENT
+            with close code 4014 (disallowed intents), as Discord does when the privileged
+            intent is not enabled for the bot in the Developer Portal.
     """
 
     def __init__(
@@ -458,6 +461,7 @@ class FakeDiscord:
         heartbeat_interval: float = 5.0,
         enforce_intents: bool = True,
         interaction_ack_timeout: float | None = None,
+        message_content_allowed: bool = True,
         bot_name: str = "GeminiBot",
         guild_name: str = "Fake Guild",
         channel_name: str = "general",
@@ -471,6 +475,7 @@ class FakeDiscord:
         self.heartbeat_interval = heartbeat_interval
         self.enforce_intents = enforce_intents
         self.interaction_ack_timeout = interaction_ack_timeout
+        self.message_content_allowed = message_content_allowed
 
         self._last_id = 0
         self._port: int | None = None
@@ -1310,6 +1315,9 @@ class FakeDiscord:
             return
         if not self._token_ok(d.get("token")):
             await conn.close(4004, b"Authentication failed.")
+            return
+        if not self.message_content_allowed and int(d.get("intents") or 0) & Intent.MESSAGE_CONTENT:
+            await conn.close(4014, b"Disallowed intent(s).")
             return
         session = _Session(
             session_id=secrets.token_hex(16),
