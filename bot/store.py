@@ -149,12 +149,7 @@ class Store:
     def _insert_ignoring_duplicates(
         self, connection: AsyncConnection, table: Any, keys: Sequence[str]
     ) -> Any:
-        dialect = connection.dialect.name
-        if dialect == "sqlite":
-            return sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
-        if dialect == "postgresql":
-            return postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
-        raise NotImplementedError(f"unsupported database dialect {dialect}")
+        return _upsert(connection, table).on_conflict_do_nothing(index_elements=keys)
 
     async def _conversation_id(
         self, connection: AsyncConnection, key: ConversationKey, *, create: bool
@@ -390,9 +385,7 @@ class Store:
             "updated_at": utcnow(),
         }
         async with self._transaction() as connection:
-            dialect = connection.dialect.name
-            module: Any = sqlite if dialect == "sqlite" else postgresql
-            statement = module.insert(ChannelSettingsRow).values(
+            statement = _upsert(connection, ChannelSettingsRow).values(
                 platform=channel.platform, workspace=channel.workspace, channel=channel.channel,
                 **values,
             )
@@ -443,8 +436,7 @@ class Store:
         now = utcnow()
         async with self._transaction() as connection:
             conversation_id = await self._conversation_id(connection, key, create=True)
-            module: Any = sqlite if connection.dialect.name == "sqlite" else postgresql
-            statement = module.insert(LEASES).values(
+            statement = _upsert(connection, LEASES).values(
                 conversation_id=conversation_id, holder=holder,
                 expires_at=now + timedelta(seconds=seconds),
             )
@@ -475,6 +467,16 @@ class Store:
                 delete(ProcessedEventRow).where(ProcessedEventRow.created_at < cutoff)
             )
             return int(result.rowcount or 0)
+
+
+def _upsert(connection: AsyncConnection, table: Any) -> Any:
+    """The dialect's INSERT, which offers ON CONFLICT (SQLite and PostgreSQL only)."""
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    raise NotImplementedError(f"unsupported database dialect {dialect}")
 
 
 def _part_to_json(part: Part) -> dict[str, Any]:
