@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_MODEL = "gemini-3.1-flash-lite-preview"
 
 IdList = Annotated[tuple[str, ...], NoDecode]
+NameList = Annotated[tuple[str, ...], NoDecode]
 
 
 class ConfigError(Exception):
@@ -41,6 +42,17 @@ class Settings(BaseSettings):
     bot_log_level: str = "INFO"
     bot_http_port: int = Field(3000, ge=1, le=65535)
 
+    bot_user_messages_per_minute: int = Field(6, ge=0, le=10_000)
+    bot_user_daily_tokens: int = Field(0, ge=0)
+    bot_channel_daily_tokens: int = Field(0, ge=0)
+    bot_max_concurrent_replies: int = Field(32, ge=1, le=10_000)
+    bot_max_waiting_per_conversation: int = Field(3, ge=0, le=100)
+    bot_allowed_models: NameList = ()
+    bot_max_completion_tokens: int = Field(8192, ge=1, le=65_536)
+    bot_max_answer_chars: int = Field(40_000, ge=100, le=1_000_000)
+    bot_reply_timeout: float = Field(300.0, gt=0)
+    bot_max_request_bytes: int = Field(15_000_000, ge=100_000)
+
     discord_bot_token: SecretStr | None = None
     discord_api_url: str | None = None
     discord_gateway_url: str | None = None
@@ -48,6 +60,8 @@ class Settings(BaseSettings):
     discord_admin_ids: IdList = ()
     discord_channel_ids: IdList = ()
     discord_role_ids: IdList = ()
+    discord_guild_allowlist: IdList = ()
+    discord_allow_dms: bool = True
 
     slack_bot_token: SecretStr | None = None
     slack_app_token: SecretStr | None = None
@@ -60,7 +74,9 @@ class Settings(BaseSettings):
         "discord_admin_ids",
         "discord_channel_ids",
         "discord_role_ids",
+        "discord_guild_allowlist",
         "slack_admin_ids",
+        "bot_allowed_models",
         mode="before",
     )
     @classmethod
@@ -70,7 +86,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("discord_guild_ids", "discord_admin_ids", "discord_channel_ids",
-                     "discord_role_ids")
+                     "discord_role_ids", "discord_guild_allowlist")
     @classmethod
     def _numeric_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for item in value:
@@ -97,6 +113,11 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("one of DEBUG, INFO, WARNING, ERROR")
         return level
+
+    @property
+    def allowed_models(self) -> tuple[str, ...]:
+        """The models `/gemini set model` accepts: BOT_ALLOWED_MODELS, always with BOT_MODEL."""
+        return tuple(dict.fromkeys((self.bot_model, *self.bot_allowed_models)))
 
     @property
     def discord_enabled(self) -> bool:
