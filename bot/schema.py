@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -102,7 +103,19 @@ class ImageRow(Base):
     mime_type: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+    refused: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TurnImageRow(Base):
+    """Which turn shows which image, so images no turn refers to any more can be deleted."""
+
+    __tablename__ = "turn_images"
+
+    turn_id: Mapped[int] = mapped_column(
+        ForeignKey("turns.id", ondelete="CASCADE"), primary_key=True
+    )
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
 
 
 class ChannelSettingsRow(Base):
@@ -120,10 +133,14 @@ class ChannelSettingsRow(Base):
 
 
 class UsageRow(Base):
-    """Tokens used by one reply; kept when a conversation is reset."""
+    """Tokens used by one reply, billed to the person who asked; kept when a conversation is
+    reset (quotas and `/gemini usage` read them)."""
 
     __tablename__ = "usage"
-    __table_args__ = (Index(None, "platform", "workspace", "channel"),)
+    __table_args__ = (
+        Index(None, "platform", "workspace", "channel", "created_at"),
+        Index(None, "platform", "user_id", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     platform: Mapped[str] = mapped_column(String(32))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select
+from sqlalchemy import Table, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -37,6 +38,7 @@ from bot.schema import (
     ImageRow,
     PlatformMessageRow,
     ProcessedEventRow,
+    TurnImageRow,
     TurnRow,
     UsageRow,
     utcnow,
@@ -46,18 +48,20 @@ from bot.tokens import estimate_tokens
 log = logging.getLogger(__name__)
 
 CONVERSATION_CACHE_SIZE = 10_000
+FIRST_HISTORY_PAGE = 32
+"""Turns read by the first query walking a conversation back from its newest turn; each
+further query reads twice as many."""
 
 TURNS = cast(Table, TurnRow.__table__)
 INSERT_TURN = insert(TURNS).returning(TURNS.c.id)
 INSERT_USAGE = insert(cast(Table, UsageRow.__table__))
-_RUNNING = (
-    select(TURNS.c.id, func.sum(TURNS.c.tokens).over(order_by=TURNS.c.id.desc(), rows=(None, 0))
-           .label("running"))
-    .where(TURNS.c.conversation_id == bindparam("conversation"))
-    .subquery()
-)
-FIRST_TURN_WITHIN_BUDGET = select(func.min(_RUNNING.c.id)).where(
-    _RUNNING.c.running <= bindparam("budget")
+USAGE_TOKENS = UsageRow.prompt_tokens + UsageRow.completion_tokens
+NEWEST_TURNS = (
+    select(TURNS.c.id, TURNS.c.tokens)
+    .where(TURNS.c.conversation_id == bindparam("conversation"),
+           TURNS.c.id < bindparam("before"))
+    .order_by(TURNS.c.id.desc())
+    .limit(bindparam("page"))
 )
 TURNS_FROM = (
     select(TURNS)
@@ -154,37 +158,64 @@ class Store:
     async def _conversation_id(
         self, connection: AsyncConnection, key: ConversationKey, *, create: bool
     ) -> int | None:
+        """The conversation's id, creating its row when `create` is set.
+
+        Only ids of rows committed before this transaction are cached: an id this transaction
+        made may be rolled back, and SQLite would hand it to the next new conversation.
+        """
         cached = self._conversation_ids.get(key)
         if cached is not None:
             self._conversation_ids.move_to_end(key)
             return cached
+        columns = _key_columns(key)
         where = (
-            (ConversationRow.platform == key.platform)
-            & (ConversationRow.workspace == key.workspace)
-            & (ConversationRow.channel == key.channel)
-            & (ConversationRow.thread == key.thread)
+            (ConversationRow.platform == columns["platform"])
+            & (ConversationRow.workspace == columns["workspace"])
+            & (ConversationRow.channel == columns["channel"])
+            & (ConversationRow.thread == columns["thread"])
         )
         found = await connection.scalar(select(ConversationRow.id).where(where))
-        if found is None and create:
-            statement = self._insert_ignoring_duplicates(
-                connection, ConversationRow, ("platform", "workspace", "channel", "thread")
-            ).values(
-                platform=key.platform, workspace=key.workspace, channel=key.channel,
-                thread=key.thread, created_at=utcnow(),
-            )
-            await connection.execute(statement)
-            found = await connection.scalar(select(ConversationRow.id).where(where))
         if found is not None:
             self._conversation_ids[key] = found
             if len(self._conversation_ids) > CONVERSATION_CACHE_SIZE:
                 self._conversation_ids.popitem(last=False)
+        elif create:
+            statement = self._insert_ignoring_duplicates(
+                connection, ConversationRow, ("platform", "workspace", "channel", "thread")
+            ).values(**columns, created_at=utcnow())
+            await connection.execute(statement)
+            found = await connection.scalar(select(ConversationRow.id).where(where))
         return found
 
     @_whole
-    async def add_turn(self, key: ConversationKey, turn: Turn) -> int:
-        """Store a turn (its images once each, its message ids, its usage); return its id."""
+    async def add_turn(self, key: ConversationKey, turn: Turn, *, billed_to: str = "") -> int:
+        """Store a turn (its images once each, its message ids, its usage billed to
+        `billed_to`, else to its author); return its id."""
         async with self._transaction() as connection:
-            return await self._insert_turn(connection, key, turn)
+            _, turn_id = await self._insert_turn(connection, key, turn, billed_to)
+            return turn_id
+
+    @_whole
+    async def save_answer(
+        self, key: ConversationKey, turn: Turn, *, turn_id: int | None, billed_to: str
+    ) -> int:
+        """Store an answer as it grows: the first call inserts it, later calls (with the id
+        it returned) replace its text, status and message ids. Usage is recorded once, by the
+        call that carries it. Returns the turn's id."""
+        async with self._transaction() as connection:
+            if turn_id is None:
+                _, turn_id = await self._insert_turn(connection, key, turn, billed_to)
+                return turn_id
+            conversation_id = await self._conversation_id(connection, key, create=False)
+            if conversation_id is None:
+                raise StoreUnavailable("The conversation was forgotten while it was answered.")
+            await connection.execute(
+                update(TURNS).where(TURNS.c.id == turn_id).values(_turn_columns(turn))
+            )
+            await self._link_messages(connection, key.platform, conversation_id, turn_id,
+                                      turn.message_ids)
+            await self._record_usage(connection, key, turn, billed_to)
+            return turn_id
 
     @_whole
     async def add_question(
@@ -196,56 +227,56 @@ class Store:
         ends with the turn just stored.
         """
         async with self._transaction() as connection:
-            await self._insert_turn(connection, key, turn)
+            conversation_id, _ = await self._insert_turn(connection, key, turn, turn.author_id)
             settings = await self._channel_settings(connection, key.channel_key)
-            conversation_id = self._conversation_ids[key]
             history = await self._history(connection, conversation_id, token_budget, max_images)
         return settings, history
 
     async def _insert_turn(self, connection: AsyncConnection, key: ConversationKey,
-                           turn: Turn) -> int:
+                           turn: Turn, billed_to: str) -> tuple[int, int]:
         conversation_id = await self._conversation_id(connection, key, create=True)
         assert conversation_id is not None
         for image in turn.images:
             await self._save_image(connection, image)
-        usage = turn.usage
-        turn_id = (
+        turn_id = int((
             await connection.execute(INSERT_TURN, {
                 "conversation_id": conversation_id,
-                "role": turn.role.value,
-                "author_id": turn.author_id,
-                "author_name": turn.author_name[:128],
-                "parts": [_part_to_json(p) for p in turn.parts],
-                "tokens": estimate_tokens(turn.parts),
-                "status": turn.status.value,
-                "error": turn.error,
-                "model": turn.model,
-                "prompt_tokens": usage.prompt_tokens if usage else None,
-                "completion_tokens": usage.completion_tokens if usage else None,
-                "reasoning_tokens": usage.reasoning_tokens if usage else None,
+                "author_id": bounded(turn.author_id, 64),
                 "created_at": turn.created_at,
+                **_turn_columns(turn),
             })
-        ).scalar_one()
+        ).scalar_one())
+        hashes = dict.fromkeys(image.sha256 for image in turn.images)
+        if hashes:
+            await connection.execute(insert(TurnImageRow), [
+                {"turn_id": turn_id, "sha256": sha} for sha in hashes
+            ])
         await self._link_messages(connection, key.platform, conversation_id, turn_id,
                                   turn.message_ids)
-        if usage is not None:
-            await connection.execute(INSERT_USAGE, {
-                "platform": key.platform, "workspace": key.workspace, "channel": key.channel,
-                "thread": key.thread, "user_id": turn.author_id, "model": turn.model or "",
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "reasoning_tokens": usage.reasoning_tokens,
-                "created_at": turn.created_at,
-            })
-        return int(turn_id)
+        await self._record_usage(connection, key, turn, billed_to or turn.author_id)
+        return conversation_id, turn_id
+
+    async def _record_usage(self, connection: AsyncConnection, key: ConversationKey,
+                            turn: Turn, billed_to: str) -> None:
+        usage = turn.usage
+        if usage is None:
+            return
+        await connection.execute(INSERT_USAGE, {
+            **_key_columns(key), "user_id": bounded(billed_to, 64),
+            "model": bounded(turn.model or "", 128),
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
+            "created_at": turn.created_at,
+        })
 
     async def _link_messages(
         self, connection: AsyncConnection, platform: str, conversation_id: int, turn_id: int,
         message_ids: Iterable[str],
     ) -> None:
         rows = [
-            {"platform": platform, "message_id": m, "turn_id": turn_id,
-             "conversation_id": conversation_id}
+            {"platform": bounded(platform, 32), "message_id": key_column(m, 128),
+             "turn_id": turn_id, "conversation_id": conversation_id}
             for m in dict.fromkeys(message_ids)
         ]
         if rows:
@@ -264,9 +295,20 @@ class Store:
             statement = self._insert_ignoring_duplicates(connection, ImageRow, ("sha256",))
             await connection.execute(
                 statement.values(
-                    sha256=image.sha256, mime_type=image.mime_type, size=len(image.data),
-                    data=image.data, created_at=utcnow(),
+                    sha256=image.sha256, mime_type=bounded(image.mime_type, 64),
+                    size=len(image.data), data=image.data, created_at=utcnow(),
                 )
+            )
+
+    @_whole
+    async def refuse_images(self, hashes: Iterable[str]) -> None:
+        """Mark images the model API refused, so later requests leave them out."""
+        wanted = list(dict.fromkeys(hashes))
+        if not wanted:
+            return
+        async with self._transaction() as connection:
+            await connection.execute(
+                update(ImageRow).where(ImageRow.sha256.in_(wanted)).values(refused=True)
             )
 
     @_whole
@@ -275,8 +317,8 @@ class Store:
     ) -> list[Turn]:
         """The newest whole turns whose estimated tokens fit `token_budget`, oldest first.
 
-        Only the newest `max_images` images carry their bytes; older image parts come back
-        with `data=None` for the request builder to leave out.
+        Only the newest `max_images` images carry their bytes; older image parts, and images
+        the API refused, come back with `data=None` for the request builder to leave out.
         """
         async with self._transaction() as connection:
             conversation_id = await self._conversation_id(connection, key, create=False)
@@ -288,9 +330,7 @@ class Store:
         self, connection: AsyncConnection, conversation_id: int, token_budget: int,
         max_images: int,
     ) -> list[Turn]:
-        first_id = await connection.scalar(
-            FIRST_TURN_WITHIN_BUDGET, {"conversation": conversation_id, "budget": token_budget}
-        )
+        first_id = await self._first_turn_within(connection, conversation_id, token_budget)
         if first_id is None:
             return []
         rows = (
@@ -302,26 +342,62 @@ class Store:
         images: dict[str, bytes] = {}
         if wanted:
             found = await connection.execute(
-                select(ImageRow.sha256, ImageRow.data).where(ImageRow.sha256.in_(wanted))
+                select(ImageRow.sha256, ImageRow.data)
+                .where(ImageRow.sha256.in_(wanted), ImageRow.refused.is_(False))
             )
             images = {sha: data for sha, data in found.all()}
         return [_turn_from_row(row, images) for row in rows]
 
+    async def _first_turn_within(
+        self, connection: AsyncConnection, conversation_id: int, token_budget: int
+    ) -> int | None:
+        """The oldest turn id of the newest run of turns that fits the budget: read newest
+        first, a page at a time, stopping at the budget (so a long conversation costs what a
+        short one does)."""
+        first: int | None = None
+        spent = 0
+        before = 2**62
+        size = FIRST_HISTORY_PAGE
+        while True:
+            page = (await connection.execute(
+                NEWEST_TURNS, {"conversation": conversation_id, "before": before, "page": size}
+            )).all()
+            for turn_id, tokens in page:
+                spent += tokens
+                if spent > token_budget:
+                    return first
+                first = turn_id
+            if len(page) < size:
+                return first
+            before = page[-1][0]
+            size *= 2
+
     @_whole
     async def forget(self, key: ConversationKey) -> int:
-        """Delete a conversation's turns (usage records stay); return how many went."""
+        """Delete a conversation's turns, and the images no other turn shows (usage records
+        stay); return how many turns went."""
         async with self._transaction() as connection:
             conversation_id = await self._conversation_id(connection, key, create=False)
             if conversation_id is None:
                 return 0
+            turn_ids = select(TurnRow.id).where(TurnRow.conversation_id == conversation_id)
+            shown = list((await connection.execute(
+                select(TurnImageRow.sha256).where(TurnImageRow.turn_id.in_(turn_ids)).distinct()
+            )).scalars())
             await connection.execute(
                 delete(PlatformMessageRow).where(
                     PlatformMessageRow.conversation_id == conversation_id
                 )
             )
+            await connection.execute(delete(TurnImageRow).where(TurnImageRow.turn_id.in_(turn_ids)))
             result = await connection.execute(
                 delete(TurnRow).where(TurnRow.conversation_id == conversation_id)
             )
+            if shown:
+                await connection.execute(delete(ImageRow).where(
+                    ImageRow.sha256.in_(shown),
+                    ~exists().where(TurnImageRow.sha256 == ImageRow.sha256),
+                ))
             return int(result.rowcount or 0)
 
     @_whole
@@ -347,8 +423,8 @@ class Store:
                         PlatformMessageRow.conversation_id == ConversationRow.id,
                     )
                     .where(
-                        PlatformMessageRow.platform == platform,
-                        PlatformMessageRow.message_id == message_id,
+                        PlatformMessageRow.platform == bounded(platform, 32),
+                        PlatformMessageRow.message_id == key_column(message_id, 128),
                     )
                 )
             ).first()
@@ -363,12 +439,7 @@ class Store:
     async def _channel_settings(
         self, connection: AsyncConnection, channel: ChannelKey
     ) -> ChannelSettings:
-        row = (
-            await connection.execute(SELECT_SETTINGS, {
-                "platform": channel.platform, "workspace": channel.workspace,
-                "channel": channel.channel,
-            })
-        ).first()
+        row = (await connection.execute(SELECT_SETTINGS, _channel_columns(channel))).first()
         if row is None:
             return ChannelSettings()
         return ChannelSettings(system_prompt=row[0], parameters=dict(row[1] or {}))
@@ -379,15 +450,15 @@ class Store:
     ) -> None:
         """Replace the channel's settings."""
         values = {
-            "system_prompt": settings.system_prompt,
+            "system_prompt": (None if settings.system_prompt is None
+                              else clean(settings.system_prompt)),
             "parameters": dict(settings.parameters),
-            "updated_by": updated_by,
+            "updated_by": bounded(updated_by, 64),
             "updated_at": utcnow(),
         }
         async with self._transaction() as connection:
             statement = _upsert(connection, ChannelSettingsRow).values(
-                platform=channel.platform, workspace=channel.workspace, channel=channel.channel,
-                **values,
+                **_channel_columns(channel), **values,
             )
             await connection.execute(
                 statement.on_conflict_do_update(
@@ -405,16 +476,48 @@ class Store:
             func.coalesce(func.sum(UsageRow.prompt_tokens), 0),
             func.coalesce(func.sum(UsageRow.completion_tokens), 0),
             func.coalesce(func.sum(UsageRow.reasoning_tokens), 0),
-        ).where(
-            UsageRow.platform == channel.platform,
-            UsageRow.workspace == channel.workspace,
-            UsageRow.channel == channel.channel,
-        )
+        ).where(*_in_channel(channel))
         if since is not None:
             query = query.where(UsageRow.created_at >= datetime.now(UTC) - since)
         async with self._transaction() as connection:
             row = (await connection.execute(query)).one()
         return UsageTotals(*(int(value) for value in row))
+
+    @_whole
+    async def tokens_used_by_user(self, platform: str, user_id: str, since: datetime) -> int:
+        """Prompt and answer tokens billed to a person on a platform since `since`."""
+        query = select(func.coalesce(func.sum(USAGE_TOKENS), 0)).where(
+            UsageRow.platform == bounded(platform, 32),
+            UsageRow.user_id == bounded(user_id, 64),
+            UsageRow.created_at >= since,
+        )
+        async with self._transaction() as connection:
+            return int(await connection.scalar(query) or 0)
+
+    @_whole
+    async def tokens_used_in_channel(self, channel: ChannelKey, since: datetime) -> int:
+        """Prompt and answer tokens used in a channel since `since`."""
+        query = select(func.coalesce(func.sum(USAGE_TOKENS), 0)).where(
+            *_in_channel(channel), UsageRow.created_at >= since,
+        )
+        async with self._transaction() as connection:
+            return int(await connection.scalar(query) or 0)
+
+    @_whole
+    async def top_users(
+        self, channel: ChannelKey, since: datetime, limit: int = 5
+    ) -> list[tuple[str, int]]:
+        """The people who used the most tokens in a channel since `since`, with their totals."""
+        total = func.sum(USAGE_TOKENS).label("total")
+        query = (
+            select(UsageRow.user_id, total)
+            .where(*_in_channel(channel), UsageRow.created_at >= since, UsageRow.user_id != "")
+            .group_by(UsageRow.user_id)
+            .order_by(total.desc(), UsageRow.user_id)
+            .limit(limit)
+        )
+        async with self._transaction() as connection:
+            return [(user, int(tokens)) for user, tokens in (await connection.execute(query))]
 
     @_whole
     async def claim_event(self, platform: str, event_id: str) -> bool:
@@ -423,7 +526,8 @@ class Store:
             async with self._transaction() as connection:
                 statement = self._insert_ignoring_duplicates(
                     connection, ProcessedEventRow, ("platform", "event_id")
-                ).values(platform=platform, event_id=event_id, created_at=utcnow())
+                ).values(platform=bounded(platform, 32), event_id=key_column(event_id, 128),
+                         created_at=utcnow())
                 result = await connection.execute(statement)
                 return bool(result.rowcount)
         except IntegrityError:
@@ -437,7 +541,7 @@ class Store:
         async with self._transaction() as connection:
             conversation_id = await self._conversation_id(connection, key, create=True)
             statement = _upsert(connection, LEASES).values(
-                conversation_id=conversation_id, holder=holder,
+                conversation_id=conversation_id, holder=bounded(holder, 64),
                 expires_at=now + timedelta(seconds=seconds),
             )
             statement = statement.on_conflict_do_update(
@@ -479,10 +583,68 @@ def _upsert(connection: AsyncConnection, table: Any) -> Any:
     raise NotImplementedError(f"unsupported database dialect {dialect}")
 
 
+def clean(text: str) -> str:
+    """`text` without NUL characters, which PostgreSQL refuses in text and JSON."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+def bounded(text: str, width: int) -> str:
+    """Free text cleaned and clipped to a column's width (a name, a model, a user id)."""
+    text = clean(text)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def key_column(value: str, width: int) -> str:
+    """An identifier made to fit its column without colliding with another: one that is too
+    long or carries NULs keeps a readable prefix and gains a hash of the whole value."""
+    if len(value) <= width and "\x00" not in value:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{clean(value)[: width - 17]}#{digest}"
+
+
+def _key_columns(key: ConversationKey) -> dict[str, str]:
+    return {**_channel_columns(key.channel_key), "thread": key_column(key.thread, 128)}
+
+
+def _channel_columns(channel: ChannelKey) -> dict[str, str]:
+    return {
+        "platform": key_column(channel.platform, 32),
+        "workspace": key_column(channel.workspace, 64),
+        "channel": key_column(channel.channel, 64),
+    }
+
+
+def _in_channel(channel: ChannelKey) -> tuple[Any, ...]:
+    columns = _channel_columns(channel)
+    return (
+        UsageRow.platform == columns["platform"],
+        UsageRow.workspace == columns["workspace"],
+        UsageRow.channel == columns["channel"],
+    )
+
+
+def _turn_columns(turn: Turn) -> dict[str, Any]:
+    """The columns of a turn that an answer's later saves replace."""
+    usage = turn.usage
+    return {
+        "role": turn.role.value,
+        "author_name": bounded(turn.author_name, 128),
+        "parts": [_part_to_json(p) for p in turn.parts],
+        "tokens": estimate_tokens(turn.parts),
+        "status": turn.status.value,
+        "error": None if turn.error is None else clean(turn.error),
+        "model": None if turn.model is None else bounded(turn.model, 128),
+        "prompt_tokens": usage.prompt_tokens if usage else None,
+        "completion_tokens": usage.completion_tokens if usage else None,
+        "reasoning_tokens": usage.reasoning_tokens if usage else None,
+    }
+
+
 def _part_to_json(part: Part) -> dict[str, Any]:
     if isinstance(part, TextPart):
-        return {"type": "text", "text": part.text}
-    return {"type": "image", "sha256": part.sha256, "mime_type": part.mime_type}
+        return {"type": "text", "text": clean(part.text)}
+    return {"type": "image", "sha256": part.sha256, "mime_type": bounded(part.mime_type, 64)}
 
 
 def _newest_image_hashes(rows: Sequence[Any], limit: int) -> list[str]:
