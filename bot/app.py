@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -11,11 +13,17 @@ import httpx
 
 from bot.config import Settings
 from bot.database import create_engine, migrate
+from bot.errors import UserFacingError
+from bot.limits import LimitSettings
 from bot.llm import ModelClient, create_http_client
+from bot.pacing import Sleep
 from bot.service import Service, ServiceConfig
 from bot.store import Store
 
+log = logging.getLogger(__name__)
+
 EVENT_MEMORY = timedelta(days=7)
+EVENT_PRUNE_SECONDS = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +45,16 @@ def service_config(settings: Settings) -> ServiceConfig:
         max_images=settings.bot_max_images,
         max_attachment_bytes=settings.bot_max_attachment_bytes,
         max_text_attachment_bytes=settings.bot_max_text_attachment_bytes,
+        allowed_models=settings.allowed_models,
+        max_completion_tokens=settings.bot_max_completion_tokens,
+        max_request_bytes=settings.bot_max_request_bytes,
+        limits=LimitSettings(
+            user_messages_per_minute=settings.bot_user_messages_per_minute,
+            user_daily_tokens=settings.bot_user_daily_tokens,
+            channel_daily_tokens=settings.bot_channel_daily_tokens,
+            max_concurrent_replies=settings.bot_max_concurrent_replies,
+            max_waiting_per_conversation=settings.bot_max_waiting_per_conversation,
+        ),
     )
 
 
@@ -47,7 +65,7 @@ async def open_core(settings: Settings) -> AsyncIterator[Core]:
     engine = create_engine(settings.database_url)
     await migrate(engine)
     store = Store(engine)
-    await store.forget_events_before(datetime.now(UTC) - EVENT_MEMORY)
+    pruning = asyncio.create_task(prune_events(store))
     http = create_http_client(settings.bot_connect_timeout, settings.bot_read_timeout)
     model = ModelClient(
         http, api_key, settings.evolink_direct_url, settings.evolink_api_url,
@@ -56,5 +74,21 @@ async def open_core(settings: Settings) -> AsyncIterator[Core]:
     try:
         yield Core(settings, store, http, Service(store, model, service_config(settings)))
     finally:
+        pruning.cancel()
+        await asyncio.gather(pruning, return_exceptions=True)
         await http.aclose()
         await store.close()
+
+
+async def prune_events(store: Store, *, every: float = EVENT_PRUNE_SECONDS,
+                       sleep: Sleep = asyncio.sleep) -> None:
+    """Forget processed-event records older than EVENT_MEMORY, at start-up and then every
+    `every` seconds, for as long as the bot runs."""
+    while True:
+        try:
+            removed = await store.forget_events_before(datetime.now(UTC) - EVENT_MEMORY)
+            if removed:
+                log.info("forgot %d processed-event records", removed)
+        except UserFacingError:
+            log.warning("pruning processed-event records failed; trying again later")
+        await sleep(every)

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from bot.conversation import Author, ConversationKey
 from bot.errors import InvalidSetting, PermissionRefused, UserFacingError
+from bot.limits import Limits
 from bot.parameters import (
     PARAMETERS,
     ChannelSettings,
@@ -41,10 +42,15 @@ class CommandContext:
 class Commands:
     """Runs the settings commands against the store; errors are UserFacingError."""
 
-    def __init__(self, store: Store, default_model: str, default_system_prompt: str) -> None:
+    def __init__(self, store: Store, default_model: str, default_system_prompt: str, *,
+                 allowed_models: tuple[str, ...] = (), max_completion_tokens: int = 65_536,
+                 limits: Limits | None = None) -> None:
         self._store = store
         self._default_model = default_model
         self._default_system_prompt = default_system_prompt
+        self._models = tuple(dict.fromkeys((default_model, *allowed_models)))
+        self._max_completion_tokens = max_completion_tokens
+        self._limits = limits
 
     @staticmethod
     def help() -> str:
@@ -102,6 +108,7 @@ class Commands:
         _require_configure(ctx)
         spec = parameter(name)
         value = parse_value(spec.name, raw)
+        self._check_bounds(spec.name, value)
         settings = await self._store.channel_settings(ctx.conversation.channel_key)
         if spec.name == "response_format" and value == "text":
             parameters = {k: v for k, v in settings.parameters.items() if k != spec.name}
@@ -130,16 +137,48 @@ class Commands:
             return "There was nothing to forget in this conversation."
         return f"Forgot this conversation ({removed} messages). The next message starts afresh."
 
+    def _check_bounds(self, name: str, value: object) -> None:
+        if name == "model" and value not in self._models:
+            raise InvalidSetting(
+                f"`model`: {value!r} is not offered by this bot; allowed: "
+                f"{', '.join(self._models)}. Nothing changed."
+            )
+        if name == "max_completion_tokens" and isinstance(value, int) \
+                and value > self._max_completion_tokens:
+            raise InvalidSetting(
+                f"`max_completion_tokens`: {value} is out of range; allowed on this bot: 1 to "
+                f"{self._max_completion_tokens}. Nothing changed."
+            )
+
     async def usage(self, ctx: CommandContext) -> str:
-        """Token totals for the channel: the last day and all time."""
+        """Token totals for the channel (last day, all time), the asker's own use today
+        against any quota, and for channel managers the channel's top users today."""
         channel = ctx.conversation.channel_key
         day = await self._store.usage_totals(channel, since=timedelta(days=1))
         total = await self._store.usage_totals(channel)
-        return "\n".join([
+        lines = [
             "**Usage in this channel**",
             f"Last 24 hours: {_totals(day)}",
             f"All time: {_totals(total)}",
-        ])
+        ]
+        if self._limits is None:
+            return "\n".join(lines)
+        since = self._limits.day_start()
+        quotas = self._limits.settings
+        mine = await self._store.tokens_used_by_user(ctx.conversation.platform, ctx.user.id,
+                                                     since)
+        lines.append(f"You today (UTC): {mine:,} tokens" + (
+            f" of your {quotas.user_daily_tokens:,}" if quotas.user_daily_tokens else ""))
+        if quotas.channel_daily_tokens:
+            used = await self._store.tokens_used_in_channel(channel, since)
+            lines.append(f"This channel today: {used:,} of {quotas.channel_daily_tokens:,} "
+                         "tokens")
+        if ctx.user.can_configure:
+            top = await self._store.top_users(channel, since)
+            if top:
+                lines.append("Top users today: " + ", ".join(
+                    f"{_person(user, ctx)} {tokens:,}" for user, tokens in top))
+        return "\n".join(lines)
 
     async def run(self, ctx: CommandContext, line: str) -> str:
         """Run a command written as text (`set temperature 0.3`); errors come back as text."""
@@ -192,6 +231,10 @@ def _sampling_warning(settings: ChannelSettings) -> str:
     if "temperature" in settings.parameters and "top_p" in settings.parameters:
         return "Note: temperature and top_p are both set; the API advises adjusting only one."
     return ""
+
+
+def _person(user_id: str, ctx: CommandContext) -> str:
+    return f"`{user_id}`" + (" (you)" if user_id == ctx.user.id else "")
 
 
 def _preview(prompt: str) -> str:

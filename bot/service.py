@@ -6,8 +6,8 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from bot.attachments import prepare_attachments
 from bot.commands import Commands
@@ -22,7 +22,15 @@ from bot.conversation import (
     TurnStatus,
 )
 from bot.errors import UserFacingError
-from bot.llm import ChatRequest, StreamEnd, StreamEvent, StreamInterrupted, TextDelta
+from bot.limits import Limits, LimitSettings
+from bot.llm import (
+    ChatRequest,
+    RequestRejected,
+    StreamEnd,
+    StreamEvent,
+    StreamInterrupted,
+    TextDelta,
+)
 from bot.locking import ConversationGate
 from bot.pacing import Clock, EditBudget, Sleep
 from bot.parameters import request_parameters
@@ -64,6 +72,15 @@ class ServiceConfig:
     max_images: int = 8
     max_attachment_bytes: int = 20 * 1024 * 1024
     max_text_attachment_bytes: int = 64 * 1024
+    allowed_models: tuple[str, ...] = ()
+    max_completion_tokens: int = 8192
+    max_request_bytes: int = 15_000_000
+    partial_save_seconds: float = 3.0
+    limits: LimitSettings = field(default_factory=LimitSettings)
+
+    def models(self) -> tuple[str, ...]:
+        """The models a channel may use: the default one and the allowed ones."""
+        return tuple(dict.fromkeys((self.default_model, *self.allowed_models)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +113,7 @@ class Service:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         gate: ConversationGate | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self._store = store
         self._model = model
@@ -103,8 +121,13 @@ class Service:
         self._clock = clock
         self._sleep = sleep
         self._gate = gate or ConversationGate(store)
+        self.limits = limits or Limits(store, config.limits, clock=clock)
         self._active: dict[ConversationKey, _ActiveReply] = {}
-        self.commands = Commands(store, config.default_model, config.default_system_prompt)
+        self.commands = Commands(
+            store, config.default_model, config.default_system_prompt,
+            allowed_models=config.models(), max_completion_tokens=config.max_completion_tokens,
+            limits=self.limits,
+        )
 
     async def knows(self, key: ConversationKey) -> bool:
         """Whether the bot has taken part in this conversation (so it listens without a mention)."""
@@ -144,11 +167,14 @@ class Service:
             ):
                 log.info("%s: event %s was already handled", key, incoming.event_id)
                 return None
-            turn = await self._user_turn(incoming, surface)
-            if turn is None:
-                return None
-            async with self._gate.hold(key):
-                return await self._reply(key, turn, incoming.author, surface, budget)
+            self.limits.admit_message(key.platform, incoming.author)
+            with self.limits.queued(key):
+                async with self._gate.hold(key), self.limits.reply_slot():
+                    await self.limits.check_quotas(key, incoming.author)
+                    turn = await self._user_turn(incoming, surface)
+                    if turn is None:
+                        return None
+                    return await self._reply(key, turn, incoming.author, surface, budget)
         except UserFacingError as exc:
             await _notify(surface, f"{WARNING} {exc}")
         except Exception:
@@ -199,36 +225,55 @@ class Service:
             if settings.system_prompt is not None
             else self._config.default_system_prompt
         )
-        parameters = request_parameters(self._config.default_model, settings)
+        parameters = self._bounded(request_parameters(self._config.default_model, settings))
         request = build_request(system_prompt, history, parameters)
         renderer = renderer_for(surface, budget, clock=self._clock, sleep=self._sleep)
-        model = parameters["model"]
+        answer = _Answer(self._store, key, author.id, parameters["model"])
         try:
-            end, stopped = await self._generate(key, author, request, renderer)
+            end, stopped = await self._generate(key, author, request, renderer, answer)
         except asyncio.CancelledError:
             log.info("%s: reply cancelled (shutting down); keeping what was written", key)
             cut = StreamEnd(error=StreamInterrupted("The bot shut down before the answer ended."))
-            await asyncio.shield(self._save_answer(key, renderer.text, cut,
-                                                   TurnStatus.INTERRUPTED,
-                                                   renderer.message_ids, model, None))
+            await asyncio.shield(answer.save(renderer.text, cut, TurnStatus.INTERRUPTED,
+                                             renderer.message_ids))
             raise
+        if isinstance(end.error, RequestRejected) and question.images:
+            await self._store.refuse_images(image.sha256 for image in question.images)
         status, note = _ending(end, stopped, renderer.text)
         rendered = await renderer.finish(note)
         if not rendered.delivered:
             log.warning("%s: the answer could not be shown in full; it is stored", key)
-        await self._save_answer(key, renderer.text, end, status, rendered.message_ids, model,
-                                surface)
+        try:
+            await answer.save(renderer.text, end, status, rendered.message_ids)
+        except UserFacingError:
+            log.error("%s: the answer could not be stored", key)
+            await _notify(surface, f"{WARNING} The answer could not be saved, so I may not "
+                                   "remember it later.")
         return ReplyOutcome(renderer.text, note, status,
                             str(end.error) if end.error else None, rendered.message_ids)
 
+    def _bounded(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """The request parameters within the operator's limits: an allowed model (a channel
+        set before the list changed falls back to the default) and a capped answer length."""
+        if parameters["model"] not in self._config.models():
+            log.warning("model %r is no longer allowed; using %s", parameters["model"],
+                        self._config.default_model)
+            parameters["model"] = self._config.default_model
+        cap = self._config.max_completion_tokens
+        parameters["max_completion_tokens"] = min(parameters.get("max_completion_tokens", cap),
+                                                  cap)
+        return parameters
+
     async def _generate(
-        self, key: ConversationKey, author: Author, request: ChatRequest, renderer: Renderer
+        self, key: ConversationKey, author: Author, request: ChatRequest, renderer: Renderer,
+        answer: _Answer,
     ) -> tuple[StreamEnd, bool]:
         active = _ActiveReply(requester=author.id)
         self._active[key] = active
         renderer.start()
         task = asyncio.create_task(self._pump(request, renderer))
         active.task = task
+        saving = asyncio.create_task(self._save_as_it_grows(answer, renderer))
         try:
             return await task, False
         except asyncio.CancelledError:
@@ -240,7 +285,23 @@ class Service:
             log.info("%s: answer stopped by a user", key)
             return StreamEnd(), True
         finally:
+            saving.cancel()
             del self._active[key]
+
+    async def _save_as_it_grows(self, answer: _Answer, renderer: Renderer) -> None:
+        """Every few seconds, store the text so far, marked interrupted until the answer
+        ends: a process killed mid-answer keeps what was shown."""
+        saved = ""
+        cut = StreamEnd(error=StreamInterrupted("The bot stopped before the answer ended."))
+        while True:
+            await self._sleep(self._config.partial_save_seconds)
+            text = renderer.text
+            if text.strip() and text != saved:
+                try:
+                    await answer.save(text, cut, TurnStatus.INTERRUPTED, renderer.message_ids)
+                except UserFacingError:
+                    log.warning("%s: saving the answer so far failed", answer.key)
+                saved = text
 
     async def _pump(self, request: ChatRequest, renderer: Renderer) -> StreamEnd:
         async for event in self._model.stream(request):
@@ -254,26 +315,41 @@ class Service:
                 return event
         return StreamEnd(error=StreamInterrupted("The model's stream ended without a result."))
 
-    async def _save_answer(
-        self, key: ConversationKey, text: str, end: StreamEnd, status: TurnStatus,
-        message_ids: tuple[str, ...], model: str, surface: Surface | None,
-    ) -> None:
+
+class _Answer:
+    """One answer's row in the store: inserted by its first save, replaced by later ones.
+
+    Saves take turns, and a save runs to its end even when its caller is cancelled, so the
+    answer is never stored twice.
+    """
+
+    def __init__(self, store: Store, key: ConversationKey, requester: str, model: str) -> None:
+        self._store = store
+        self.key = key
+        self._requester = requester
+        self._model = model
+        self._turn_id: int | None = None
+        self._lock = asyncio.Lock()
+
+    async def save(self, text: str, end: StreamEnd, status: TurnStatus,
+                   message_ids: tuple[str, ...]) -> None:
+        """Store the answer as it is now."""
         turn = Turn(
             role=Role.ASSISTANT,
             parts=(TextPart(text),),
             message_ids=message_ids,
             usage=end.usage,
-            model=end.model or model,
+            model=end.model or self._model,
             status=status,
             error=str(end.error) if end.error else None,
         )
-        try:
-            await self._store.add_turn(key, turn)
-        except UserFacingError:
-            log.error("%s: the answer could not be stored", key)
-            if surface is not None:
-                await _notify(surface, f"{WARNING} The answer could not be saved, so I may "
-                                       "not remember it later.")
+        await asyncio.shield(self._save(turn))
+
+    async def _save(self, turn: Turn) -> None:
+        async with self._lock:
+            self._turn_id = await self._store.save_answer(
+                self.key, turn, turn_id=self._turn_id, billed_to=self._requester
+            )
 
 
 def _ending(end: StreamEnd, stopped: bool, text: str) -> tuple[TurnStatus, str]:

@@ -112,6 +112,9 @@ def make_settings(model_api: FakeModelServer, sqlite_url: str) -> Callable[..., 
             "database_url": sqlite_url,
             "bot_read_timeout": 5.0,
             "bot_connect_timeout": 2.0,
+            # Adapter scenarios send many messages as one person; tests/test_limits.py
+            # covers the message rate.
+            "bot_user_messages_per_minute": 0,
             "_env_file": None,
         }
         values.update(overrides)
