@@ -27,7 +27,15 @@ MAX_TRACKED_PEOPLE = 100_000
 
 
 class LimitReached(UserFacingError):
-    """A limit refused this message; the message says which and when to try again."""
+    """A limit refused this message; the message says which and when to try again.
+
+    `quiet` refusals get no notice: the person was told a moment ago, and a flood of
+    messages must not become a flood of notices.
+    """
+
+    def __init__(self, message: str, *, quiet: bool = False) -> None:
+        super().__init__(message)
+        self.quiet = quiet
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +56,7 @@ class MessageRate:
         self._per_minute = per_minute
         self._clock = clock
         self._seen: OrderedDict[str, deque[float]] = OrderedDict()
+        self._told_until: dict[str, float] = {}
 
     def admit(self, person: str) -> None:
         """Count a message from `person`, or raise LimitReached when over the rate."""
@@ -58,16 +67,21 @@ class MessageRate:
         if times is None:
             times = self._seen[person] = deque()
             if len(self._seen) > MAX_TRACKED_PEOPLE:
-                self._seen.popitem(last=False)
+                forgotten, _ = self._seen.popitem(last=False)
+                self._told_until.pop(forgotten, None)
         self._seen.move_to_end(person)
         while times and times[0] <= now - RATE_WINDOW:
             times.popleft()
         if len(times) >= self._per_minute:
             wait = times[0] + RATE_WINDOW - now
+            quiet = self._told_until.get(person, float("-inf")) > now
+            self._told_until[person] = now + wait
             raise LimitReached(
                 f"You are sending me messages faster than I may answer them (the limit is "
-                f"{self._per_minute} a minute). Please try again in {_seconds(wait)}."
+                f"{self._per_minute} a minute). Please try again in {_seconds(wait)}.",
+                quiet=quiet,
             )
+        self._told_until.pop(person, None)
         times.append(now)
 
 

@@ -22,7 +22,7 @@ from bot.conversation import (
     TurnStatus,
 )
 from bot.errors import UserFacingError
-from bot.limits import Limits, LimitSettings
+from bot.limits import LimitReached, Limits, LimitSettings
 from bot.llm import (
     ChatRequest,
     RequestRejected,
@@ -175,6 +175,9 @@ class Service:
                     if turn is None:
                         return None
                     return await self._reply(key, turn, incoming.author, surface, budget)
+        except LimitReached as exc:
+            if not exc.quiet:
+                await _notify(surface, f"{WARNING} {exc}")
         except UserFacingError as exc:
             await _notify(surface, f"{WARNING} {exc}")
         except Exception:

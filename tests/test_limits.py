@@ -96,6 +96,10 @@ async def test_a_person_over_the_message_rate_gets_a_notice_and_no_model_call(
     ]
     assert refused.shown == []
     assert len(model_api.requests) == 2
+    flooded = RecordingSurface()
+    for n in range(20):
+        assert await bot.handle(ask(f"flood {n}", thread="t3"), flooded) is None
+    assert flooded.notices == [], "one notice per window, not one per message"
     assert await store.history(key("t3"), 10_000, 8) == []
     assert await bot.handle(ask("from Bob", BOB, thread="t4"), RecordingSurface()) is not None
     await clock.advance(60)
