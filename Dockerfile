@@ -9,11 +9,11 @@ RUN useradd --create-home --uid 10001 bot \
     && mkdir /data && chown bot:bot /data
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY bot ./bot
 COPY adapters ./adapters
 COPY migrations ./migrations
-RUN pip install .
+RUN pip install -c constraints.txt .
 
 USER bot
 VOLUME ["/data"]

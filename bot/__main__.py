@@ -21,12 +21,6 @@ from bot.logs import configure_logging
 log = logging.getLogger("bot")
 
 
-def _secrets(settings: Settings) -> list[str]:
-    values = (settings.evolink_api_key, settings.discord_bot_token, settings.slack_bot_token,
-              settings.slack_app_token, settings.slack_signing_secret)
-    return [v.get_secret_value() for v in values if v is not None]
-
-
 async def _run(settings: Settings) -> None:
     async with open_core(settings) as core:
         platforms: list[Coroutine[Any, Any, None]] = []
@@ -104,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         settings = load_settings()
         configure_logging(settings.bot_log_level if args.command != "chat" else "WARNING",
-                          _secrets(settings))
+                          settings.secrets())
         if args.command == "migrate":
             asyncio.run(_migrate(settings))
         elif args.command == "chat":

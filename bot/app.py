@@ -70,6 +70,10 @@ async def open_core(settings: Settings) -> AsyncIterator[Core]:
     model = ModelClient(
         http, api_key, settings.evolink_direct_url, settings.evolink_api_url,
         rate_limit_retries=settings.bot_rate_limit_retries,
+        max_answer_chars=settings.bot_max_answer_chars,
+        reply_timeout=settings.bot_reply_timeout,
+        idle_timeout=settings.bot_read_timeout,
+        secrets=settings.secrets(),
     )
     try:
         yield Core(settings, store, http, Service(store, model, service_config(settings)))

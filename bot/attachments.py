@@ -1,14 +1,31 @@
-"""Turning a message's attachments into turn parts: checked images, small text files, notes."""
+"""Turning a message's attachments into turn parts: normalised images, small text files, notes.
+
+Every image is decoded in a worker thread (at most a few at once, see `ImageDecoder`) and
+stored in a form the model API takes, by these rules:
+
+- More than `max_pixels` (25 MP), read from the file's header before any decoding: refused.
+- PNG, JPEG and WebP that fit in `max_side` (2048 px) on their long side, are not animated and
+  need no EXIF rotation: kept byte for byte.
+- Anything else is re-encoded: turned upright by its EXIF orientation, shrunk to `max_side`
+  on its long side, and saved as PNG when it has transparency or came from a PNG or a GIF
+  (lossless sources, often screenshots and diagrams), or as JPEG otherwise (photos: JPEG,
+  WebP, HEIC/HEIF). A GIF or an animation keeps only its first frame.
+- The re-encoded image must still be within the attachment size limit.
+
+Sizes in notes use binary units (1 KB = 1024 bytes, 1 MB = 1024 KB), as the limits are set.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import io
 import logging
 from dataclasses import dataclass, field
 
-from PIL import Image, UnidentifiedImageError
+import pillow_heif
+from PIL import ExifTags, Image, ImageOps
 
 from bot.conversation import Attachment, ImagePart, Part, TextPart
 
@@ -19,7 +36,23 @@ HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-yaml",
               "application/yaml", "application/toml")
 IMAGE_KINDS = "PNG, JPEG, WebP, GIF, HEIC/HEIF"
-MAX_IMAGE_PIXELS = 64_000_000
+MAX_FILES_PER_MESSAGE = 10
+MAX_IMAGE_PIXELS = 25_000_000
+MAX_IMAGE_SIDE = 2048
+DECODE_CONCURRENCY = 2
+JPEG_QUALITY = 90
+
+PILLOW_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF",
+                  "image/webp": "WEBP"}
+"""The Pillow decoder for each sniffed type; HEIC/HEIF go through pillow-heif instead."""
+KEPT_FORMATS = {"PNG", "JPEG", "WEBP"}
+LOSSLESS_SOURCES = {"PNG", "GIF"}
+SIZE_UNITS = (("MB", 1024 * 1024), ("KB", 1024))
+"""Binary units, largest first; below 1 KB sizes are shown in bytes."""
+
+
+class UnusableImage(Exception):
+    """An image the bot will not use; `str(error)` says why, as the end of a chat note."""
 
 
 @dataclass(slots=True)
@@ -28,6 +61,47 @@ class PreparedAttachments:
 
     parts: list[Part] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+
+class ImageDecoder:
+    """Normalises images in worker threads, at most `concurrency` at once.
+
+    Make one and share it between every reply, so that a burst of large images waits here
+    instead of taking every core (and the memory of many decoded images) at once.
+    """
+
+    def __init__(
+        self, concurrency: int = DECODE_CONCURRENCY, *, max_pixels: int = MAX_IMAGE_PIXELS,
+        max_side: int = MAX_IMAGE_SIDE,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+        self._slots = asyncio.Semaphore(concurrency)
+        self._max_pixels = max_pixels
+        self._max_side = max_side
+
+    async def normalise(self, data: bytes, mime_type: str, max_bytes: int) -> ImagePart:
+        """The image as it will be stored and sent, or UnusableImage saying why not.
+
+        A slot is held until the thread ends, even when the waiting reply is cancelled: a
+        thread cannot be stopped, so freeing its slot early would break the bound.
+        """
+        await self._slots.acquire()
+        try:
+            work = asyncio.get_running_loop().run_in_executor(None, functools.partial(
+                normalise_image, data, mime_type, max_bytes=max_bytes,
+                max_pixels=self._max_pixels, max_side=self._max_side,
+            ))
+        except BaseException:
+            self._slots.release()
+            raise
+        work.add_done_callback(self._finished)
+        return await asyncio.shield(work)
+
+    def _finished(self, work: asyncio.Future[ImagePart]) -> None:
+        self._slots.release()
+        if not work.cancelled():
+            work.exception()  # read here too, in case the reply waiting for it was cancelled
 
 
 def sniff_image_type(data: bytes) -> str | None:
@@ -45,51 +119,157 @@ def sniff_image_type(data: bytes) -> str | None:
     return None
 
 
-def _check_image(data: bytes, mime_type: str) -> tuple[bytes, str]:
-    """Decode the image to prove it is whole; GIFs become a PNG of their first frame."""
+def normalise_image(
+    data: bytes, mime_type: str, *, max_bytes: int, max_pixels: int = MAX_IMAGE_PIXELS,
+    max_side: int = MAX_IMAGE_SIDE,
+) -> ImagePart:
+    """The image by the rules in this module's docstring; blocking, so run it in a thread."""
+    try:
+        image, source = _open(data, mime_type, max_pixels)
+        with image:
+            fits = max(image.size) <= max_side
+            if source == "JPEG" and not fits:
+                image.draft(image.mode, _fitted(image.size, max_side))  # decode at 1/2..1/8
+            image.load()
+            upright = image.getexif().get(ExifTags.Base.Orientation, 1) == 1
+            animated = getattr(image, "is_animated", False)
+            if source in KEPT_FORMATS and fits and upright and not animated:
+                return _part(data, mime_type)
+            lossless = image.has_transparency_data or source in LOSSLESS_SOURCES
+            out_format = "PNG" if lossless else "JPEG"
+            encoded = _reencode(image, out_format, max_side)
+    except UnusableImage:
+        raise
+    except Image.DecompressionBombError as exc:
+        limit = _number(max_pixels / 1_000_000, 2)
+        raise UnusableImage(f"it has far more pixels than the limit of {limit} MP") from exc
+    except Exception as exc:  # Pillow's decoders raise many kinds of error for a broken file
+        log.info("an image (%s, %d bytes) could not be decoded: %r", mime_type, len(data), exc)
+        raise UnusableImage("the image is damaged or cannot be read") from exc
+    if len(encoded) > max_bytes:
+        size, limit = format_sizes(len(encoded), max_bytes)
+        raise UnusableImage(f"as a {out_format} it is {size}; the limit is {limit}")
+    return _part(encoded, f"image/{out_format.lower()}")
+
+
+def _open(data: bytes, mime_type: str, max_pixels: int) -> tuple[Image.Image, str]:
+    """The image and its source format, refused by the pixel count in its header.
+
+    Pillow only reads the header here; HEIC/HEIF is decoded (by pillow-heif) after the check.
+    """
     if mime_type in ("image/heic", "image/heif"):
-        return data, mime_type
-    with Image.open(io.BytesIO(data)) as image:
-        if image.width * image.height > MAX_IMAGE_PIXELS:
-            raise ValueError("too many pixels")
-        image.load()
-        if mime_type != "image/gif":
-            return data, mime_type
-        image.seek(0)
-        frame = image.convert("RGBA")
+        heif = pillow_heif.open_heif(io.BytesIO(data))
+        _check_pixels(heif.size, max_pixels)
+        return heif.to_pillow(), "HEIF"
+    pillow_format = PILLOW_FORMATS[mime_type]
+    image = Image.open(io.BytesIO(data), formats=[pillow_format])
+    try:
+        _check_pixels(image.size, max_pixels)
+    except UnusableImage:
+        image.close()
+        raise
+    return image, pillow_format
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        pixels, limit = _in_unit(width * height, max_pixels, 1_000_000, "MP", "pixels")
+        raise UnusableImage(f"it is {width} x {height} pixels ({pixels}); the limit is {limit}")
+
+
+def _reencode(image: Image.Image, out_format: str, max_side: int) -> bytes:
+    """The image upright, within `max_side`, without metadata, in `out_format`."""
+    ImageOps.exif_transpose(image, in_place=True)
+    if image.has_transparency_data:
+        mode = "RGBA"
+    elif image.mode == "L":
+        mode = "L"
+    else:
+        mode = "RGB"
+    frame = image.convert(mode) if image.mode != mode else image
+    frame.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     out = io.BytesIO()
-    frame.save(out, format="PNG")
-    return out.getvalue(), "image/png"
+    if out_format == "JPEG":
+        frame.save(out, format="JPEG", quality=JPEG_QUALITY)
+    else:
+        frame.save(out, format="PNG")
+    return out.getvalue()
 
 
-def _image_part(data: bytes, mime_type: str) -> ImagePart:
-    data, mime_type = _check_image(data, mime_type)
+def _fitted(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    scale = max_side / max(size)
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def _part(data: bytes, mime_type: str) -> ImagePart:
     return ImagePart(hashlib.sha256(data).hexdigest(), mime_type, data)
+
+
+def format_sizes(size: int, limit: int) -> tuple[str, str]:
+    """`size` and `limit` for a note, in one binary unit that tells them apart.
+
+    The unit is the largest in which the limit is at least 1: 70_000 bytes against a limit of
+    64 * 1024 read "68 KB" and "64 KB". Numbers get up to two decimals where needed to differ;
+    when even that cannot tell them apart, both are given in bytes.
+    """
+    for unit, scale in SIZE_UNITS:
+        if limit >= scale:
+            return _in_unit(size, limit, scale, unit, "bytes")
+    return f"{size:,} bytes", f"{limit:,} bytes"
+
+
+def _in_unit(value: int, limit: int, scale: int, unit: str, exact: str) -> tuple[str, str]:
+    """`value` and `limit` divided by `scale`, with the fewest decimals (up to 2) that show
+    them different, or undivided in the `exact` unit when no rounding does."""
+    for decimals in range(3):
+        shown = _number(value / scale, decimals), _number(limit / scale, decimals)
+        if shown[0] != shown[1] or value == limit:
+            return f"{shown[0]} {unit}", f"{shown[1]} {unit}"
+    return f"{value:,} {exact}", f"{limit:,} {exact}"
+
+
+def _number(value: float, decimals: int) -> str:
+    text = f"{value:,.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _is_text(attachment: Attachment) -> bool:
     return attachment.content_type.split(";")[0].strip().lower().startswith(TEXT_TYPES)
 
 
-def _megabytes(size: int) -> str:
-    return f"{size / 1_000_000:.1f} MB"
+def _too_large(name: str, size: int, limit: int, text: bool) -> str:
+    shown_size, shown_limit = format_sizes(size, limit)
+    which = " for text files" if text else ""
+    return f"Skipped {name}: it is {shown_size}; the limit{which} is {shown_limit}."
 
 
 async def prepare_attachments(
-    attachments: tuple[Attachment, ...], max_bytes: int, max_text_bytes: int
+    attachments: tuple[Attachment, ...], max_bytes: int, max_text_bytes: int, *,
+    decoder: ImageDecoder | None = None,
 ) -> PreparedAttachments:
-    """Download and check each attachment; what cannot be used gets a note saying why."""
+    """Download and check each attachment (the first MAX_FILES_PER_MESSAGE; the rest are not
+    downloaded); what cannot be used gets a note saying why.
+
+    Pass the one `decoder` the service shares between replies; without it a private one is
+    made, which bounds only this call's decoding.
+    """
+    if decoder is None:
+        decoder = ImageDecoder()
     prepared = PreparedAttachments()
+    if len(attachments) > MAX_FILES_PER_MESSAGE:
+        skipped = len(attachments) - MAX_FILES_PER_MESSAGE
+        prepared.notes.append(
+            f"Only the first {MAX_FILES_PER_MESSAGE} files of a message are read; {skipped} "
+            "more were skipped (images too)."
+        )
+        attachments = attachments[:MAX_FILES_PER_MESSAGE]
     for attachment in attachments:
         name = attachment.filename or "attachment"
         declared_text = _is_text(attachment)
         limit = max_text_bytes if declared_text else max_bytes
         if attachment.size > limit:
-            what = "text files" if declared_text else "attachments"
-            prepared.notes.append(
-                f"Skipped {name}: it is {_megabytes(attachment.size)}; {what} up to "
-                f"{_megabytes(limit)} are read."
-            )
+            prepared.notes.append(_too_large(name, attachment.size, limit, declared_text))
             continue
         if not declared_text and not attachment.content_type.lower().startswith("image/") \
                 and attachment.content_type:
@@ -104,7 +284,10 @@ async def prepare_attachments(
             prepared.notes.append(f"Skipped {name}: it could not be downloaded.")
             continue
         if len(data) > limit:
-            prepared.notes.append(f"Skipped {name}: it is larger than {_megabytes(limit)}.")
+            which = " for text files" if declared_text else ""
+            prepared.notes.append(
+                f"Skipped {name}: it is larger than the limit{which}, {format_sizes(0, limit)[1]}."
+            )
             continue
         if declared_text:
             text = data.decode("utf-8", errors="replace")
@@ -117,7 +300,7 @@ async def prepare_attachments(
             )
             continue
         try:
-            prepared.parts.append(await asyncio.to_thread(_image_part, data, mime_type))
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-            prepared.notes.append(f"Skipped {name}: the image is damaged or cannot be read.")
+            prepared.parts.append(await decoder.normalise(data, mime_type, max_bytes))
+        except UnusableImage as exc:
+            prepared.notes.append(f"Skipped {name}: {exc}.")
     return prepared

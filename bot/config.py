@@ -131,6 +131,12 @@ class Settings(BaseSettings):
             self.slack_app_token is not None or self.slack_signing_secret is not None
         )
 
+    def secrets(self) -> list[str]:
+        """Every secret value configured (to mask in logs, errors and replies)."""
+        values = (self.evolink_api_key, self.discord_bot_token, self.slack_bot_token,
+                  self.slack_app_token, self.slack_signing_secret)
+        return [v.get_secret_value() for v in values if v is not None]
+
     def api_key(self) -> str:
         """The model API key, or a ConfigError naming the variable when it is not set."""
         if self.evolink_api_key is None or not self.evolink_api_key.get_secret_value():

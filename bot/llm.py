@@ -1,17 +1,25 @@
-"""The streaming model client: OpenAI chat-completions over httpx, events parsed by httpx-sse."""
+"""The streaming model client: OpenAI chat-completions over httpx, events parsed by httpx-sse.
+
+The client splits the body into lines itself (httpx-sse's decoder parses them into events)
+so that a misbehaving API cannot make it hold an endless line, and it bounds every answer:
+its length, its total time, and the silence between two events.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
+import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
 import httpx
-from httpx_sse import EventSource, aconnect_sse
+from httpx_sse import ServerSentEvent, aconnect_sse
+from httpx_sse._decoders import SSEDecoder
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.conversation import Usage
@@ -21,6 +29,11 @@ log = logging.getLogger(__name__)
 
 CHAT_PATH = "/v1/chat/completions"
 MAX_ERROR_CHARS = 300
+MAX_EVENT_BYTES = 1_000_000  # one SSE line or event; the message below says "1 MB"
+MAX_ERROR_BODY_BYTES = 64 * 1024  # read of a body that is not an event stream
+LOG_PREVIEW_BYTES = 200
+MASK = "***"
+MIN_SECRET_CHARS = 4  # shorter "secrets" would mask ordinary words
 
 
 class TextContent(TypedDict):
@@ -137,6 +150,17 @@ class ChatChunk(_Strict):
     error: ApiError | None = None
 
 
+# ModelError                   the message is written for the chat
+#  ├── ApiKeyRejected          401/403
+#  ├── RequestRejected         other 4xx
+#  ├── ModelRateLimited        429 after the retries
+#  ├── ModelUnavailable        connect errors, timeouts, 5xx before any answer
+#  ├── MalformedStream         a 200 that is not an event stream, a non-JSON or oversized event
+#  └── StreamInterrupted       the stream stopped before [DONE]
+#       ├── AnswerTooLong      the bot cut the answer at its length limit
+#       └── AnswerTooSlow      the bot cut the answer at its time limit
+
+
 class ModelError(UserFacingError):
     """The model API could not give a (complete) answer; the message is for the chat."""
 
@@ -157,8 +181,20 @@ class ModelUnavailable(ModelError):
     """Connection failures, timeouts and 5xx before any answer arrived."""
 
 
+class MalformedStream(ModelError):
+    """A 200 that is not the event stream asked for, or an event that cannot be read."""
+
+
 class StreamInterrupted(ModelError):
     """The stream stopped before `[DONE]`: cut, timed out, or an error event."""
+
+
+class AnswerTooLong(StreamInterrupted):
+    """The answer passed the bot's length limit; the text up to the limit is kept."""
+
+
+class AnswerTooSlow(StreamInterrupted):
+    """The answer took longer than the bot's reply timeout; the text so far is kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +226,13 @@ class _NothingReceived(Exception):
 
 
 class ModelClient:
-    """Streams chat completions, routing by content and retrying what may be retried."""
+    """Streams chat completions, routing by content and retrying what may be retried.
+
+    Every answer is bounded: `max_answer_chars` characters, `reply_timeout` seconds from the
+    first byte of the response, and at most `idle_timeout` seconds between two data events
+    (keep-alive comments do not count). The API key and any `secrets` are masked in every
+    error message and log line built from what the API sent.
+    """
 
     def __init__(
         self,
@@ -201,14 +243,24 @@ class ModelClient:
         *,
         rate_limit_retries: int = 3,
         max_retry_after: float = 30.0,
+        max_answer_chars: int = 40_000,
+        reply_timeout: float = 300.0,
+        idle_timeout: float = 60.0,
+        secrets: Sequence[str] = (),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._http = http
-        self._headers = {"Authorization": f"Bearer {api_key}"}
+        self._headers = {"Authorization": f"Bearer {api_key}", "Accept-Encoding": "identity"}
         self._direct_url = direct_url.rstrip("/")
         self._api_url = api_url.rstrip("/")
         self._rate_limit_retries = rate_limit_retries
         self._max_retry_after = max_retry_after
+        self._max_answer_chars = max_answer_chars
+        self._reply_timeout = reply_timeout
+        self._idle_timeout = idle_timeout
+        self._secrets = sorted(
+            {s for s in (api_key, *secrets) if len(s) >= MIN_SECRET_CHARS}, key=len, reverse=True
+        )
         self._sleep = sleep
 
     def __repr__(self) -> str:
@@ -246,12 +298,15 @@ class ModelClient:
                 async with aconnect_sse(
                     self._http, "POST", url, json=body, headers=dict(self._headers)
                 ) as source:
-                    status = source.response.status_code
+                    response = source.response
+                    status = response.status_code
                     if status == 200:
-                        async for event in self._read(source):
+                        if _content_type(response) != "text/event-stream":
+                            raise _NothingReceived(await self._not_a_stream(base, response))
+                        async for event in self._read(response):
                             yield event
                         return
-                    error, retry_after = await self._error_from(source.response)
+                    error, retry_after = await self._error_from(base, response)
             except httpx.TimeoutException as exc:
                 raise _NothingReceived(ModelUnavailable(
                     "The model API did not answer in time. Please try again."
@@ -273,60 +328,150 @@ class ModelClient:
             yield StreamEnd(error=error)
             return
 
-    async def _read(self, source: EventSource) -> AsyncIterator[StreamEvent]:
+    async def _read(self, response: httpx.Response) -> AsyncIterator[StreamEvent]:
+        """Yield the text of a 200 event stream within the bot's limits, then one StreamEnd,
+        after closing the response.
+
+        A failure before the first chunk raises _NothingReceived so that another endpoint
+        may be tried; the reply timeout does not: the bot's time for this answer is spent.
+        """
+        clock = asyncio.get_running_loop().time
+        reply_deadline = clock() + self._reply_timeout
+        idle_deadline = clock() + self._idle_timeout
         finish: str | None = None
         usage: Usage | None = None
         model: str | None = None
         received = False
-        try:
-            async for sse in source.aiter_sse():
-                if sse.data == "[DONE]":
-                    yield StreamEnd(finish, usage, model)
-                    return
-                if not sse.data:
-                    continue
-                try:
-                    chunk = ChatChunk.model_validate_json(sse.data)
-                except ValidationError:
-                    log.warning("skipping a malformed stream event (%d bytes)", len(sse.data))
-                    continue
-                received = True
-                if chunk.error is not None:
-                    reason = _clip(chunk.error.message) or "no details given"
-                    yield StreamEnd(finish, usage, model, StreamInterrupted(
-                        f"The model API reported an error mid-answer: {reason}"
-                    ))
-                    return
-                model = chunk.model or model
-                if chunk.usage is not None:
-                    usage = chunk.usage.to_usage()
-                for choice in chunk.choices:
-                    if choice.delta.content:
-                        yield TextDelta(choice.delta.content)
-                    if choice.finish_reason:
-                        finish = choice.finish_reason
-        except httpx.TimeoutException as exc:
-            if not received:
-                raise _NothingReceived(ModelUnavailable(
-                    "The model API did not start answering in time. Please try again."
-                )) from exc
-            error: ModelError = StreamInterrupted(
-                "The model stopped sending in the middle of the answer (timed out)."
-            )
-        except httpx.TransportError as exc:
-            if not received:
-                raise _NothingReceived(ModelUnavailable(
-                    "The connection to the model API failed. Please try again."
-                )) from exc
-            error = StreamInterrupted("The connection to the model was lost mid-answer.")
-        else:
-            error = StreamInterrupted("The answer was cut off: the model's stream ended early.")
+        length = 0
+        error: ModelError | None = None
+        async with contextlib.aclosing(_server_sent_events(response)) as events:
+            try:
+                while True:
+                    if clock() >= reply_deadline:
+                        error = self._too_slow()
+                        break
+                    async with asyncio.timeout_at(min(reply_deadline, idle_deadline)):
+                        sse = await anext(events, None)
+                    if sse is None:
+                        error = StreamInterrupted(
+                            "The answer was cut off: the model's stream ended early."
+                        )
+                        break
+                    if sse.data == "[DONE]":
+                        break
+                    if not sse.data:
+                        continue
+                    idle_deadline = clock() + self._idle_timeout
+                    chunk = self._parse(sse.data)
+                    if chunk is None:
+                        continue
+                    received = True
+                    if chunk.error is not None:
+                        error = self._error_event(chunk.error)
+                        break
+                    model = chunk.model or model
+                    if chunk.usage is not None:
+                        usage = chunk.usage.to_usage()
+                    text = ""
+                    for choice in chunk.choices:
+                        text += choice.delta.content or ""
+                        finish = choice.finish_reason or finish
+                    room = self._max_answer_chars - length
+                    if len(text) > room:
+                        if room:
+                            yield TextDelta(text[:room])
+                        error = self._too_long()
+                        break
+                    if text:
+                        length += len(text)
+                        yield TextDelta(text)
+            except (TimeoutError, httpx.TimeoutException) as exc:
+                if clock() >= reply_deadline:
+                    error = self._too_slow()
+                elif not received:
+                    raise _NothingReceived(ModelUnavailable(
+                        "The model API did not start answering in time. Please try again."
+                    )) from exc
+                else:
+                    error = StreamInterrupted(
+                        "The model stopped sending in the middle of the answer (timed out)."
+                    )
+            except httpx.TransportError as exc:
+                if not received:
+                    raise _NothingReceived(ModelUnavailable(
+                        "The connection to the model API failed. Please try again."
+                    )) from exc
+                error = StreamInterrupted("The connection to the model was lost mid-answer.")
+            except MalformedStream as exc:
+                if not received:
+                    raise _NothingReceived(exc) from exc
+                error = exc
+        await response.aclose()
         yield StreamEnd(finish, usage, model, error)
 
-    async def _error_from(self, response: httpx.Response) -> tuple[ModelError, float | None]:
-        await response.aread()
+    def _too_long(self) -> AnswerTooLong:
+        return AnswerTooLong(
+            f"The answer passed {self._max_answer_chars:,} characters, this bot's limit, so it "
+            "was cut here."
+        )
+
+    def _too_slow(self) -> AnswerTooSlow:
+        return AnswerTooSlow(
+            f"The answer took longer than {self._reply_timeout:g} s, this bot's limit, so it "
+            "was cut here."
+        )
+
+    def _parse(self, data: str) -> ChatChunk | None:
+        """The chunk of a `data:` event; None for JSON of another shape (skipped, as an API
+        may add events of its own). Text that is not JSON at all ends the answer."""
+        try:
+            return ChatChunk.model_validate_json(data)
+        except ValidationError as exc:
+            if any(e["type"] == "json_invalid" for e in exc.errors()):
+                log.warning("model API sent an event that is not JSON: %r", self._preview(data))
+                raise MalformedStream(
+                    "The model API sent an event that is not JSON; the answer was cut here."
+                ) from None
+            log.warning("skipping a stream event of an unknown shape (%d bytes)", len(data))
+            return None
+
+    def _error_event(self, error: ApiError) -> StreamInterrupted:
+        log.warning("model API sent an error event (code %s): %r", error.code,
+                    self._preview(error.message))
+        reason = self._detail(error.message) or "no details given"
+        return StreamInterrupted(f"The model API reported an error mid-answer: {reason}")
+
+    async def _not_a_stream(self, base: str, response: httpx.Response) -> MalformedStream:
+        """The error for a 200 whose body is an HTML page, JSON or anything but events."""
+        head = await _read_head(response, MAX_ERROR_BODY_BYTES)
         status = response.status_code
-        detail = _error_detail(response)
+        content_type = _content_type(response)
+        log.warning("model API %s answered %d with %s instead of an event stream: %r", base,
+                    status, content_type or "no Content-Type", self._preview(head))
+        start = head.lstrip()[:1]
+        if "html" in content_type or start == b"<":
+            return MalformedStream(
+                f"The model API answered with an HTML page instead of an answer stream "
+                f"(HTTP {status})."
+            )
+        if "json" in content_type or start in (b"{", b"["):
+            detail = self._detail(_error_detail(head))
+            reason = f": {detail}" if detail else "."
+            return MalformedStream(
+                f"The model API answered with JSON instead of an answer stream "
+                f"(HTTP {status}){reason}"
+            )
+        kind = content_type or "a body without a Content-Type"
+        return MalformedStream(
+            f"The model API answered with {kind} instead of an answer stream (HTTP {status})."
+        )
+
+    async def _error_from(
+        self, base: str, response: httpx.Response
+    ) -> tuple[ModelError, float | None]:
+        head = await _read_head(response, MAX_ERROR_BODY_BYTES)
+        status = response.status_code
+        log.warning("model API %s answered %d: %r", base, status, self._preview(head))
         if status in (401, 403):
             return ApiKeyRejected(
                 f"The model API key was rejected (HTTP {status}). An operator needs to "
@@ -342,23 +487,109 @@ class ModelClient:
             return ModelUnavailable(
                 f"The model API is having trouble (HTTP {status}). Please try again shortly."
             ), None
+        detail = self._detail(_error_detail(head))
         reason = f": {detail}" if detail else "."
         return RequestRejected(f"The model API refused the request (HTTP {status}){reason}"), None
 
+    def _mask(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return text
 
-def _error_detail(response: httpx.Response) -> str:
+    def _detail(self, text: str) -> str:
+        """API text made fit for the chat: secrets masked, then clipped."""
+        return _clip(self._mask(text.strip()))
+
+    def _preview(self, raw: bytes | str) -> str:
+        """The first LOG_PREVIEW_BYTES of a body or event for the log, secrets masked (a
+        secret cut by the preview's end is masked too)."""
+        window = raw[: LOG_PREVIEW_BYTES + max(map(len, self._secrets), default=0)]
+        text = window.decode("utf-8", errors="replace") if isinstance(window, bytes) else window
+        return self._mask(text)[:LOG_PREVIEW_BYTES]
+
+
+class _LineSplitter:
+    """Cuts a body into SSE lines (ended by CRLF, LF or CR), refusing a line or an event
+    longer than `limit` bytes as soon as the bytes held pass it."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._partial = bytearray()  # the start of a line whose end has not arrived
+        self._event_bytes = 0  # the field lines of the event being built (not comments)
+        self._after_cr = False  # the last line ended with CR: a leading LF is its CRLF
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The lines that `data` completes, without their line ends."""
+        if self._after_cr and data.startswith(b"\n"):
+            data = data[1:]
+        self._after_cr = data.endswith(b"\r")
+        lines = data.splitlines()  # bytes split at CRLF, LF and CR only
+        rest = lines.pop() if lines and not data.endswith((b"\n", b"\r")) else b""
+        if lines and self._partial:
+            lines[0] = bytes(self._partial) + lines[0]
+            self._partial.clear()
+        for line in lines:
+            if not line:
+                self._event_bytes = 0
+            elif not line.startswith(b":"):
+                self._event_bytes += len(line)
+            self._check(max(len(line), self._event_bytes))
+        self._partial += rest
+        self._check(self._event_bytes + len(self._partial))
+        return lines
+
+    def _check(self, size: int) -> None:
+        if size > self._limit:
+            log.warning("model API sent a line or event over %d bytes; closing the stream",
+                        self._limit)
+            raise MalformedStream(
+                f"The model API sent an event over {self._limit / 1_000_000:g} MB; the answer "
+                "was cut here."
+            )
+
+
+async def _server_sent_events(response: httpx.Response) -> AsyncGenerator[ServerSentEvent, None]:
+    """The events of a body: our bounded lines, parsed into events by httpx-sse."""
+    lines = _LineSplitter(MAX_EVENT_BYTES)
+    decoder = SSEDecoder()
+    async for data in response.aiter_bytes():
+        for line in lines.feed(data):
+            event = decoder.decode(line.decode("utf-8", errors="replace"))
+            if event is not None:
+                yield event
+
+
+def _content_type(response: httpx.Response) -> str:
+    """The media type of a response, lower-case, without its parameters ("" if none)."""
+    header: str = response.headers.get("content-type", "")
+    return header.partition(";")[0].strip().lower()
+
+
+async def _read_head(response: httpx.Response, limit: int) -> bytes:
+    """At most `limit` bytes of a body: enough to explain it, never all of a huge one."""
+    head = bytearray()
+    async for data in response.aiter_bytes():
+        head += data
+        if len(head) >= limit:
+            break
+    return bytes(head[:limit])
+
+
+def _error_detail(body: bytes) -> str:
+    """The API's own words in an error body: its error message, or the body's text."""
+    text = body.decode("utf-8", errors="replace")
     try:
-        payload = response.json()
+        payload = json.loads(text)
     except ValueError:
-        return _clip(response.text.strip())
+        return text.strip()
     if isinstance(payload, dict):
         error = payload.get("error")
         if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return _clip(error["message"])
+            return str(error["message"])
         if isinstance(error, str):
-            return _clip(error)
+            return error
         if isinstance(payload.get("message"), str):
-            return _clip(payload["message"])
+            return str(payload["message"])
     return ""
 
 

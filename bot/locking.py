@@ -6,13 +6,15 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from bot.conversation import ConversationKey
 from bot.errors import UserFacingError
 from bot.pacing import Sleep
+from bot.schema import utcnow
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -20,6 +22,9 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 60.0
 POLL_SECONDS = 0.25
 MAX_WAIT_SECONDS = 300.0
+
+WallClock = Callable[[], datetime]
+"""The current time, timezone-aware, as lease rows store it."""
 
 
 class ConversationBusy(UserFacingError):
@@ -62,18 +67,21 @@ class ConversationGate:
     several processes (replicas on PostgreSQL; `replicas` defaults to `store.shared`) a lease
     row does it across them: renewed while the reply runs, it expires on its own if the process
     dies, so a crashed replica blocks nobody for long. An embedded SQLite file serves one
-    process, which needs no lease.
+    process, which needs no lease. `now` (lease expiry) and `sleep` (polling, renewing) are
+    injected so tests can drive both with a virtual clock.
     """
 
     def __init__(self, store: Store, *, replicas: bool | None = None,
                  lease_seconds: float = LEASE_SECONDS, poll_seconds: float = POLL_SECONDS,
-                 max_wait: float = MAX_WAIT_SECONDS, sleep: Sleep = asyncio.sleep) -> None:
+                 max_wait: float = MAX_WAIT_SECONDS, sleep: Sleep = asyncio.sleep,
+                 now: WallClock = utcnow) -> None:
         self._store = store
         self._replicas = store.shared if replicas is None else replicas
         self._lease_seconds = lease_seconds
         self._poll_seconds = poll_seconds
         self._max_wait = max_wait
         self._sleep = sleep
+        self._now = now
         self._local = ConversationLocks()
         self._process = uuid.uuid4().hex[:16]
 
@@ -97,7 +105,7 @@ class ConversationGate:
 
     async def _take(self, key: ConversationKey, holder: str) -> None:
         waited = 0.0
-        while not await self._store.claim_lease(key, holder, self._lease_seconds):
+        while not await self._claim(key, holder):
             if waited >= self._max_wait:
                 raise ConversationBusy(
                     "Another answer in this conversation is still being written. Please try "
@@ -112,10 +120,13 @@ class ConversationGate:
         while True:
             await self._sleep(self._lease_seconds / 3)
             try:
-                if not await self._store.claim_lease(key, holder, self._lease_seconds):
+                if not await self._claim(key, holder):
                     log.warning("%s: the conversation's lease was lost", key)
             except UserFacingError:
                 log.warning("%s: renewing the conversation's lease failed", key)
+
+    async def _claim(self, key: ConversationKey, holder: str) -> bool:
+        return await self._store.claim_lease(key, holder, self._lease_seconds, now=self._now())
 
     async def _release(self, key: ConversationKey, holder: str) -> None:
         try:

@@ -55,6 +55,7 @@ class Renderer:
         self._finished = False
         self._failed = False
         self._next_at = float("-inf")
+        self._limited_until = float("-inf")
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._progress: asyncio.Task[None] | None = None
@@ -136,9 +137,16 @@ class Renderer:
         if delay > 0:
             await self._sleep(delay)
 
+    async def _wait_for_rate_limit(self) -> None:
+        """Wait out the platform's last 429, before a post as well as an edit."""
+        delay = self._limited_until - self._clock()
+        if delay > 0:
+            await self._sleep(delay)
+
     def _rate_limited(self, limited: RateLimited) -> None:
         log.info("platform rate limit: waiting %.1fs before the next call", limited.retry_after)
-        self._next_at = max(self._next_at, self._clock() + limited.retry_after)
+        self._limited_until = self._clock() + limited.retry_after
+        self._next_at = max(self._next_at, self._limited_until)
         if self._budget is not None:
             self._budget.pause(limited.retry_after)
 
@@ -155,8 +163,9 @@ class Renderer:
             self._changed.clear()
             if self.has_output:
                 await self._wait_for_pace()
-                if self._finished:
-                    return
+            await self._wait_for_rate_limit()
+            if self._finished:
+                return
             try:
                 await self._draw(final=False)
             except RateLimited as limited:
@@ -171,12 +180,12 @@ class Renderer:
     async def _draw_final(self) -> None:
         backoff = 1.0
         for attempt in range(FINAL_ATTEMPTS):
+            await self._wait_for_rate_limit()
             try:
                 await self._draw(final=True)
                 return
             except RateLimited as limited:
                 self._rate_limited(limited)
-                await self._wait_for_pace()
             except DeliveryFailed as exc:
                 self._lost(exc)
                 return

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bot.attachments import prepare_attachments
+from bot.attachments import ImageDecoder, prepare_attachments
 from bot.commands import Commands
 from bot.conversation import (
     Author,
@@ -122,6 +122,7 @@ class Service:
         self._sleep = sleep
         self._gate = gate or ConversationGate(store)
         self.limits = limits or Limits(store, config.limits, clock=clock)
+        self._decoder = ImageDecoder()
         self._active: dict[ConversationKey, _ActiveReply] = {}
         self.commands = Commands(
             store, config.default_model, config.default_system_prompt,
@@ -190,6 +191,7 @@ class Service:
             incoming.attachments,
             self._config.max_attachment_bytes,
             self._config.max_text_attachment_bytes,
+            decoder=self._decoder,
         )
         for note in prepared.notes:
             await _notify(surface, note)
@@ -229,7 +231,8 @@ class Service:
             else self._config.default_system_prompt
         )
         parameters = self._bounded(request_parameters(self._config.default_model, settings))
-        request = build_request(system_prompt, history, parameters)
+        request = build_request(system_prompt, history, parameters,
+                                max_request_bytes=self._config.max_request_bytes)
         renderer = renderer_for(surface, budget, clock=self._clock, sleep=self._sleep)
         answer = _Answer(self._store, key, author.id, parameters["model"])
         try:

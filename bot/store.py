@@ -534,10 +534,11 @@ class Store:
             return False
 
     @_whole
-    async def claim_lease(self, key: ConversationKey, holder: str, seconds: float) -> bool:
-        """Take (or extend) the conversation's lease for `seconds`; False while another
-        holder's lease has not expired."""
-        now = utcnow()
+    async def claim_lease(self, key: ConversationKey, holder: str, seconds: float,
+                          now: datetime | None = None) -> bool:
+        """Take (or extend) the conversation's lease for `seconds` from `now` (the current
+        time by default); False while another holder's lease has not expired."""
+        now = utcnow() if now is None else now
         async with self._transaction() as connection:
             conversation_id = await self._conversation_id(connection, key, create=True)
             statement = _upsert(connection, LEASES).values(

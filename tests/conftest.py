@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -128,3 +129,13 @@ async def core(make_settings: Callable[..., Settings]) -> AsyncIterator[Core]:
     """The real core (migrated SQLite file, real httpx client) against the fake model API."""
     async with open_core(make_settings()) as opened:
         yield opened
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the fault suite's table (tests/test_faults.py) when it ran."""
+    faults = sys.modules.get("tests.test_faults")
+    if faults is None or not faults.FAULTS:
+        return
+    terminalreporter.section("fault suite")
+    for line in faults.fault_table(faults.FAULTS):
+        terminalreporter.write_line(line)

@@ -67,7 +67,8 @@ def test_who_may_configure() -> None:
     assert access.can_configure(1, 7, manage_channels=True)
     assert not access.can_configure(1, 7, manage_channels=False)
     assert access.can_configure(9, 7, manage_channels=False)
-    assert access.can_configure(1, None, manage_channels=False)  # your own DM
+    assert not access.can_configure(1, None, manage_channels=True)  # in a DM only admins
+    assert access.can_configure(9, None, manage_channels=False)
 
 
 async def test_files_come_only_from_discord_hosts_or_the_configured_api() -> None:

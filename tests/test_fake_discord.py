@@ -7,6 +7,7 @@ import io
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import discord
 import pytest
@@ -15,6 +16,7 @@ from discord.ext import commands
 from discord.http import Route
 
 from tests.fakes.discord_server import FakeDiscord, Perm
+from tests.support.clock import FakeClock
 
 
 def _intents() -> discord.Intents:
@@ -479,3 +481,36 @@ async def test_permissions_model(fake: FakeDiscord) -> None:
     await fake.set_overwrite(channel, fake.guild_id, deny=Perm.SEND_MESSAGES)
     assert not fake.permissions_in(channel, fake.plain_user) & Perm.SEND_MESSAGES
     assert fake.permissions_in(channel, fake.admin_user) & Perm.VIEW_CHANNEL
+
+
+async def test_an_interaction_answered_after_three_seconds_is_unknown() -> None:
+    clock = FakeClock()
+    refused: list[discord.NotFound] = []
+    client = RecordingClient()
+    tree = app_commands.CommandTree(client)
+
+    def answering_after(seconds: float) -> app_commands.Command[Any, ..., None]:
+        async def answer(interaction: discord.Interaction) -> None:
+            clock.now += seconds  # the work took this long before the answer
+            try:
+                await interaction.response.send_message(f"after {seconds}s")
+            except discord.NotFound as exc:
+                refused.append(exc)
+
+        return app_commands.Command(name=f"after{int(seconds * 10)}",
+                                    description="Answers late", callback=answer)
+
+    for seconds in (0.0, 3.0, 3.5):
+        tree.add_command(answering_after(seconds))
+    async with FakeDiscord(clock=clock) as fake:
+        with fake.patch_discord():
+            async with fake.client_running(client):
+                await tree.sync()
+                for done, name in enumerate(("after0", "after30", "after35"), start=1):
+                    await fake.slash_command(fake.text_channel_id, fake.plain_user, name)
+                    await fake.wait_until(
+                        lambda done=done: len(fake.interaction_responses) + len(refused) == done)
+
+    assert fake.messages_in(fake.text_channel_id) == ["after 0.0s", "after 3.0s"]
+    (late,) = refused
+    assert (late.status, late.code) == (404, 10062)

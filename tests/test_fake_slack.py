@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import aiohttp
+import aiohttp.web
 import pytest
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
@@ -29,6 +30,7 @@ from tests.fakes.slack_server import (
     signed_headers,
     slash_command_body,
 )
+from tests.support.clock import FakeClock
 
 
 @pytest.fixture(autouse=True)
@@ -339,3 +341,107 @@ async def test_apps_connections_open_rejects_bot_token(fake: FakeSlack) -> None:
     with pytest.raises(SlackApiError) as exc:
         await fake.client(token=fake.app_token).auth_test()
     assert exc.value.response["error"] == "not_allowed_token_type"
+
+
+# --------------------------------------------------------------------------- Slack's rules
+
+
+async def test_markdown_text_is_limited_and_never_combined_with_text_or_blocks(
+    fake: FakeSlack,
+) -> None:
+    client = fake.client()
+    longest = "x" * 12_000
+    posted = await client.chat_postMessage(channel="C1", markdown_text=longest)
+    await client.chat_update(channel="C1", ts=posted["ts"], markdown_text=longest)
+    assert fake.texts("C1") == [longest]
+
+    refused = [
+        ("msg_too_long", client.chat_postMessage(channel="C1", markdown_text=longest + "x")),
+        ("msg_too_long", client.chat_update(channel="C1", ts=posted["ts"],
+                                            markdown_text=longest + "x")),
+        ("markdown_text_conflict", client.chat_postMessage(channel="C1", markdown_text="**a**",
+                                                           text="a")),
+        ("markdown_text_conflict", client.chat_postMessage(
+            channel="C1", markdown_text="**a**",
+            blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": "a"}}])),
+        ("markdown_text_conflict", client.chat_update(channel="C1", ts=posted["ts"],
+                                                      markdown_text="**a**", text="a")),
+    ]
+    for error, call in refused:
+        with pytest.raises(SlackApiError) as exc:
+            await call
+        assert exc.value.response["error"] == error
+    assert fake.texts("C1") == [longest], "nothing refused was shown"
+
+    started = await client.chat_startStream(channel="C1", thread_ts=posted["ts"],
+                                            recipient_user_id=PLAIN_USER_ID,
+                                            recipient_team_id=fake.team_id)
+    with pytest.raises(SlackApiError) as exc:
+        await client.chat_appendStream(channel="C1", ts=started["ts"],
+                                       markdown_text=longest + "x")
+    assert exc.value.response["error"] == "msg_too_long"
+    await client.chat_appendStream(channel="C1", ts=started["ts"], markdown_text=longest)
+    assert fake.stream(started["ts"]) is not None
+    assert fake.stream(started["ts"]).text == longest  # type: ignore[union-attr]
+
+
+async def test_socket_mode_acks_later_than_three_seconds_are_failures() -> None:
+    clock = FakeClock()
+    async with FakeSlack(clock=clock) as fake, aiohttp.ClientSession() as session:
+        opened = await fake.client(token=fake.app_token).apps_connections_open(
+            app_token=fake.app_token)
+        async with session.ws_connect(opened["url"]) as ws:
+            assert json.loads((await ws.receive()).data)["type"] == "hello"
+            in_time = await fake.push_event(fake.app_mention(text="quick"))
+            late = await fake.push_event(fake.app_mention(text="slow"))
+            never = await fake.push_event(fake.app_mention(text="ignored"))
+            await ws.send_str(json.dumps({"envelope_id": in_time}))
+            await fake.wait_ack(in_time)
+            clock.now += 3.0
+            assert fake.missed_acks == [], "3 seconds is still in time"
+            clock.now += 0.5
+            await ws.send_str(json.dumps({"envelope_id": late}))
+            await fake.wait_ack(late)
+
+            assert fake.missed_acks == [late, never]
+
+
+async def test_an_http_mode_answer_later_than_three_seconds_is_a_failure() -> None:
+    clock = FakeClock()
+    slack = FakeSlack(clock=clock)  # deliver() needs no server of its own
+    answered: list[str] = []
+
+    async def app(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        answered.append(await request.text())
+        if "slow" in answered[-1]:
+            clock.now += 3.5  # the app worked before it answered
+        return aiohttp.web.Response(text="")
+
+    web_app = aiohttp.web.Application()
+    web_app.router.add_post("/slack/events", app)
+    runner = aiohttp.web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events"
+    try:
+        quick = await slack.deliver(url, slack.event_request(slack.app_mention(text="quick")),
+                                   label="quick")
+        late = await slack.deliver(url, slack.event_request(slack.app_mention(text="slow")),
+                                  label="slow")
+    finally:
+        await runner.cleanup()
+
+    assert quick[0] == late[0] == 200 and len(answered) == 2
+    assert slack.missed_acks == ["slow"]
+
+
+async def test_a_held_method_waits_until_released(fake: FakeSlack) -> None:
+    release = fake.hold("users.info")
+    lookup = asyncio.create_task(fake.client().users_info(user=PLAIN_USER_ID))
+    await fake.wait_for(lambda: fake.calls_of("users.info"))
+    await asyncio.sleep(0.05)
+    assert not lookup.done() and not fake.calls_of("users.info")[0].response
+
+    release.set()
+    assert (await lookup)["user"]["id"] == PLAIN_USER_ID

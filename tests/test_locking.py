@@ -1,4 +1,8 @@
-"""One reply at a time per conversation, also across replicas sharing one database."""
+"""One reply at a time per conversation, also across replicas sharing one database.
+
+Lease expiry is driven by a virtual clock (tests/support/clock.py): the gate and the store
+read the time they are given, so no test waits for a lease to run out.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from bot.service import Service, ServiceConfig
 from bot.store import Store
 from tests.conftest import API_KEY
 from tests.fakes.model_server import FakeModelServer, Reply
+from tests.support.clock import FakeClock
 from tests.support.surfaces import RecordingSurface
 
 KEY = ConversationKey("test", "w", "c", "shared")
@@ -65,24 +70,47 @@ async def test_two_replicas_answer_one_conversation_one_at_a_time(
 
 
 async def test_a_lease_left_by_a_dead_replica_expires(store: Store, replica_store: Store) -> None:
-    assert await store.claim_lease(KEY, "dead-replica", seconds=0.3)
-    assert not await replica_store.claim_lease(KEY, "live-replica", seconds=60)
+    clock = FakeClock()
+    assert await store.claim_lease(KEY, "dead-replica", seconds=30, now=clock.utc())
 
-    await asyncio.sleep(0.4)
+    await clock.advance(29)
+    assert not await replica_store.claim_lease(KEY, "live-replica", 60, now=clock.utc())
+    await clock.advance(2)
+    assert await replica_store.claim_lease(KEY, "live-replica", 60, now=clock.utc())
 
-    assert await replica_store.claim_lease(KEY, "live-replica", seconds=60)
-    assert not await store.claim_lease(KEY, "dead-replica", seconds=60)
+    assert not await store.claim_lease(KEY, "dead-replica", 60, now=clock.utc())
     await replica_store.release_lease(KEY, "live-replica")
-    assert await store.claim_lease(KEY, "third", seconds=60)
+    assert await store.claim_lease(KEY, "third", 60, now=clock.utc())
+
+
+async def test_the_gate_lets_a_reply_in_once_a_dead_replicas_lease_expired(
+    store: Store, replica_store: Store
+) -> None:
+    clock = FakeClock()
+    assert await replica_store.claim_lease(KEY, "dead-replica", seconds=30, now=clock.utc())
+    gate = ConversationGate(store, replicas=True, poll_seconds=1.0, sleep=clock.sleep,
+                            now=clock.utc)
+
+    async def enter() -> float:
+        async with gate.hold(KEY):
+            return clock.now
+
+    assert await clock.drive(enter()) == 31.0, "the first poll after the lease's end got in"
 
 
 async def test_waiting_too_long_tells_the_user(store: Store, replica_store: Store) -> None:
-    assert await replica_store.claim_lease(KEY, "busy-replica", seconds=60)
-    gate = ConversationGate(store, replicas=True, poll_seconds=0.01, max_wait=0.05)
+    clock = FakeClock()
+    assert await replica_store.claim_lease(KEY, "busy-replica", seconds=60, now=clock.utc())
+    gate = ConversationGate(store, replicas=True, poll_seconds=1.0, max_wait=5.0,
+                            sleep=clock.sleep, now=clock.utc)
 
-    with pytest.raises(ConversationBusy, match="still being written"):
+    async def enter() -> None:
         async with gate.hold(KEY):
             pytest.fail("the gate let a second reply in")
+
+    with pytest.raises(ConversationBusy, match="still being written"):
+        await clock.drive(enter())
+    assert clock.sleeps == [1.0] * 5, "it polled until max_wait, then gave up"
 
 
 async def test_only_a_shared_database_takes_leases(store: Store) -> None:
@@ -94,11 +122,17 @@ async def test_only_a_shared_database_takes_leases(store: Store) -> None:
 async def test_the_lease_is_renewed_while_a_long_reply_runs(
     store: Store, replica_store: Store
 ) -> None:
-    gate = ConversationGate(store, replicas=True, lease_seconds=0.3)
+    clock = FakeClock()
+    gate = ConversationGate(store, replicas=True, lease_seconds=30, sleep=clock.sleep,
+                            now=clock.utc)
 
     async with gate.hold(KEY):
-        await asyncio.sleep(0.6)
-        assert not await replica_store.claim_lease(KEY, "other", seconds=60), \
+        for _ in range(6):  # a minute: twice the lease
+            await clock.sleepers(1)  # the renewer waits for its next turn
+            await clock.advance(10)
+        await clock.sleepers(1)
+        assert not await replica_store.claim_lease(KEY, "other", 60, now=clock.utc()), \
             "the lease outlived its first term because it was renewed"
 
-    assert await replica_store.claim_lease(KEY, "other", seconds=60), "released at the end"
+    assert await replica_store.claim_lease(KEY, "other", 60, now=clock.utc()), \
+        "released at the end"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 from bot.pacing import EditBudget
-from bot.paging import paginate
 from bot.render import EditRenderer, StreamRenderer
 from bot.surface import RateLimited, SurfaceLimits
 from tests.support.clock import FakeClock
@@ -212,11 +211,56 @@ async def test_native_stream_pages_hold_the_whole_answer() -> None:
     assert result.message_ids == tuple(f"s{i + 1}" for i in range(len(surface.closed)))
     assert len(surface.closed) > 2
     assert all(len(t) <= 300 for t in surface.closed)
-    assert surface.closed[1].startswith("```text\n") and surface.closed[0].endswith("```")
-    pages = paginate(text, 300)
-    assert surface.closed == [p.text for p in pages]
-    assert "".join(p.body for p in pages) == text
+    assert surface.closed[0].endswith("\n```") and surface.closed[-1].endswith("After the code.")
+    assert all(t.startswith("```text\nrow ") for t in surface.closed[1:])
+    bodies = [t.removeprefix("```text\n") for t in surface.closed[1:]]
+    bodies = [surface.closed[0], *bodies]
+    assert "".join(b.removesuffix("```") for b in bodies[:-1]) + bodies[-1] == text
     assert surface.appends > 3, "text was appended while it streamed"
+
+
+SMALL_CODE = ("Intro line.\n\n```py\n" + "".join(f"x{i} = {i}\n" for i in range(14))
+              + "```\nAfter.")
+SMALL_CODE_PAGES = [
+    "Intro line.\n\n```py\nx0 = 0\nx1 = 1\nx2 = 2\nx3 = 3\nx4 = 4\n```",
+    "```py\nx5 = 5\nx6 = 6\nx7 = 7\nx8 = 8\nx9 = 9\nx10 = 10\n```",
+    "```py\nx11 = 11\nx12 = 12\nx13 = 13\n```\nAfter.",
+]
+"""A code block over three 64-character messages: closed at each cut, reopened after it."""
+
+
+def fences(text: str) -> int:
+    return sum(1 for line in text.split("\n") if line.startswith("```"))
+
+
+async def test_native_stream_splits_a_code_block_into_literal_pages() -> None:
+    surface = StreamingRecorder(limit=64)
+    renderer = StreamRenderer(surface)
+    renderer.start()
+
+    for i in range(0, len(SMALL_CODE), 5):
+        renderer.feed(SMALL_CODE[i:i + 5])
+        await asyncio.sleep(0)
+    await renderer.finish()
+
+    assert surface.closed == SMALL_CODE_PAGES
+
+
+async def test_post_then_edit_splits_a_code_block_into_literal_pages() -> None:
+    clock = FakeClock()
+    surface = RecordingSurface(limits=SurfaceLimits(64, min_edit_interval=0.5))
+    renderer = EditRenderer(surface, clock=clock, sleep=clock.sleep)
+    renderer.start()
+
+    await feed_slowly(renderer, clock, [SMALL_CODE[i:i + 5] for i in range(0, len(SMALL_CODE), 5)],
+                      0.1)
+    result = await clock.run(renderer.finish())
+
+    assert surface.shown == SMALL_CODE_PAGES
+    assert len(result.message_ids) == 3
+    versions = [text for _, _, text, _ in surface.calls]
+    assert len(versions) > 3 and all(fences(v) % 2 == 0 for v in versions), \
+        "every version shown, also mid-answer, has its code block closed"
 
 
 async def test_blank_pages_are_never_posted() -> None:

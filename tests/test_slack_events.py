@@ -35,15 +35,16 @@ def test_a_channel_mention_starts_a_thread_on_its_message() -> None:
 def test_a_reply_in_a_thread_belongs_to_the_thread() -> None:
     event = slack.message(text="more", channel="C1", thread_ts="1700000000.000001")
     message = parse_message(body(event), BOT_USER_ID)
-    assert message is not None and not message.mentions_bot
-    assert message.key.thread == message.reply_thread == "1700000000.000001"
+    assert message is not None and not message.mentions_bot and message.text == "more"
+    assert message.key == ConversationKey("slack", "T1", "C1", "1700000000.000001")
+    assert message.reply_thread == "1700000000.000001"
 
 
 def test_direct_messages_top_level_and_threads() -> None:
     top = parse_message(body(slack.message(text="hi", channel="D1", channel_type="im")),
                         BOT_USER_ID)
-    assert top is not None and top.is_dm
-    assert top.reply_thread is None and top.key.thread == DM_THREAD
+    assert top is not None and top.is_dm and top.text == "hi"
+    assert top.reply_thread is None and top.key == ConversationKey("slack", "T1", "D1", DM_THREAD)
     threaded = parse_message(body(slack.message(text="hi", channel="D1", channel_type="im",
                                                 thread_ts="1700000000.000002")), BOT_USER_ID)
     assert threaded is not None and threaded.key.thread == "1700000000.000002"
@@ -60,10 +61,15 @@ def test_bots_edits_deletions_and_joins_are_not_messages() -> None:
         {"type": "reaction_added", "user": "U1"},
     ]
     assert [parse_message(body(e), BOT_USER_ID) for e in noise] == [None] * len(noise)
-    shared = slack.message(text="a file", files=[{"id": "F1"}])
-    broadcast = slack.message(text="also to channel", thread_ts="1.2", subtype="thread_broadcast")
-    assert parse_message(body(shared), BOT_USER_ID) is not None
-    assert parse_message(body(broadcast), BOT_USER_ID) is not None
+    shared = parse_message(body(slack.message(text="a file", files=[{"id": "F1"}])),
+                           BOT_USER_ID)
+    assert shared is not None
+    assert (shared.text, shared.files) == ("a file", ({"id": "F1"},))
+    assert shared.key == ConversationKey("slack", "T1", "C1", shared.ts), "its own thread"
+    broadcast = parse_message(body(slack.message(text="also to channel", thread_ts="1.2",
+                                                 subtype="thread_broadcast")), BOT_USER_ID)
+    assert broadcast is not None and broadcast.text == "also to channel"
+    assert broadcast.key == ConversationKey("slack", "T1", "C1", "1.2"), "the thread it is in"
 
 
 def test_slack_markup_becomes_plain_text() -> None:

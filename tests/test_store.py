@@ -71,9 +71,17 @@ async def test_migrating_twice_is_harmless(database_url: str) -> None:
     engine = create_engine(database_url)
     try:
         await migrate(engine)
+        await Store(engine).add_turn(KEY, user("kept across migrations"))
         await migrate(engine)
+        store = Store(engine)
+        turns = await store.history(KEY, 10_000, 8)
+        async with engine.connect() as connection:
+            versions = (await connection.execute(text("SELECT version_num FROM alembic_version"))
+                        ).scalars().all()
     finally:
         await engine.dispose()
+    assert [t.text for t in turns] == ["kept across migrations"]
+    assert versions == [ScriptDirectory.from_config(alembic_config()).get_current_head()]
 
 
 async def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(sqlite_url: str) -> None:
@@ -138,12 +146,14 @@ async def test_the_same_image_saved_concurrently_is_stored_once(store: Store) ->
 
 
 async def test_turns_keep_order_under_concurrent_writes(store: Store) -> None:
-    await asyncio.gather(*(store.add_turn(KEY, user(f"m{i}")) for i in range(20)))
+    texts = [f"m{i}" for i in range(20)]
+    ids = await asyncio.gather(*(store.add_turn(KEY, user(t)) for t in texts))
 
     stored = [t.text for t in await store.history(KEY, 100_000, 8)]
 
-    assert sorted(stored, key=lambda s: int(s[1:])) == [f"m{i}" for i in range(20)]
-    assert len(stored) == 20
+    assert len(set(ids)) == 20
+    assert stored == [t for _, t in sorted(zip(ids, texts, strict=True))], \
+        "history reads the turns in the order they were stored"
 
 
 async def test_forget_removes_turns_but_keeps_usage(store: Store) -> None:

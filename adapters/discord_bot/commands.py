@@ -64,8 +64,9 @@ class SystemPromptForm(discord.ui.Modal):
 class GeminiCommands(app_commands.Group):
     """`/gemini ...`: show and change this channel's settings, forget a conversation, usage.
 
-    Every answer is ephemeral. Changing settings needs Manage Channels (or an admin ID):
-    the core refuses everyone else, and the system-prompt form is not even offered to them.
+    Every answer is ephemeral. Changing settings needs Manage Channels (or an admin ID; in a
+    DM only an admin ID): the core refuses everyone else, and the system-prompt form is not
+    even offered to them. Servers off the allow-list, and DMs when they are off, get a note.
     """
 
     system = app_commands.Group(name="system", description="This channel's system prompt")
@@ -83,8 +84,9 @@ class GeminiCommands(app_commands.Group):
     @system.command(name="set", description="Set this channel's system prompt (opens a form)")
     async def system_set(self, interaction: discord.Interaction) -> None:
         """Open the form, filled with the current prompt; only for people who may change it."""
-        if not self._usable(interaction):
-            await interaction.response.send_message(NOT_HERE, ephemeral=True)
+        refusal = self._refusal(interaction)
+        if refusal is not None:
+            await interaction.response.send_message(refusal, ephemeral=True)
             return
         try:
             current = await self._commands.system_prompt_for_editing(self._context(interaction))
@@ -125,14 +127,16 @@ class GeminiCommands(app_commands.Group):
     @app_commands.command(name="help", description="What the /gemini commands do")
     async def help_(self, interaction: discord.Interaction) -> None:
         """The command list."""
-        await interaction.response.send_message(Commands.help(), ephemeral=True)
+        text = self._refusal(interaction) or Commands.help()
+        await interaction.response.send_message(text, ephemeral=True)
 
     async def _prompt_submitted(self, interaction: discord.Interaction, prompt: str) -> None:
         await self._run(interaction, lambda ctx: self._commands.set_system_prompt(ctx, prompt))
 
     async def _run(self, interaction: discord.Interaction, action: Action) -> None:
-        if not self._usable(interaction):
-            await interaction.response.send_message(NOT_HERE, ephemeral=True)
+        refusal = self._refusal(interaction)
+        if refusal is not None:
+            await interaction.response.send_message(refusal, ephemeral=True)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         ctx = self._context(interaction)
@@ -148,11 +152,15 @@ class GeminiCommands(app_commands.Group):
             log.info("%s: /gemini %s by %s", ctx.conversation, _name(interaction), ctx.user.id)
         await interaction.followup.send(text[:MAX_ANSWER_CHARS], ephemeral=True)
 
-    def _usable(self, interaction: discord.Interaction) -> bool:
+    def _refusal(self, interaction: discord.Interaction) -> str | None:
+        """Why the command is refused here (an unserved server or DM, the allow-lists)."""
+        unserved = self._access.unserved_note(interaction.guild_id)
+        if unserved is not None:
+            return unserved
         user = interaction.user
         roles = [r.id for r in user.roles] if isinstance(user, discord.Member) else None
         scope = scope_channel_id(_channel(interaction), interaction.guild_id)
-        return self._access.allows(user.id, scope, roles)
+        return None if self._access.allows(user.id, scope, roles) else NOT_HERE
 
     def _context(self, interaction: discord.Interaction) -> CommandContext:
         key = key_of_channel(_channel(interaction), interaction.guild_id)

@@ -25,8 +25,9 @@ from adapters.discord_bot.events import (
 from adapters.discord_bot.files import DiscordFiles
 from adapters.discord_bot.surface import DiscordSurface, DiscordTuning
 from bot.conversation import ConversationKey, Incoming
+from bot.errors import UserFacingError
 from bot.pacing import EditBudgets
-from bot.service import Service
+from bot.service import WARNING, Service
 
 if TYPE_CHECKING:
     from discord.abc import MessageableChannel
@@ -54,7 +55,11 @@ class Replies:
       (inline, as a Discord reply, when no thread can be made there).
     - In a thread: a mention, or any message once the bot is part of it (it started the
       thread, or answered there before).
-    - A Discord reply to one of the bot's messages continues that message's conversation.
+    - A Discord reply to one of the bot's messages continues that message's conversation:
+      a plain reply in the same channel only, never a forward or a reference from elsewhere.
+    Servers off DISCORD_GUILD_ALLOWLIST (and DMs with DISCORD_ALLOW_DMS off) are ignored.
+    When the database fails before the answer starts, a message that is plainly for the bot
+    gets the error as a notice; others are only logged (the bot cannot tell them apart).
     """
 
     def __init__(self, service: Service, files: DiscordFiles, access: Access,
@@ -66,7 +71,8 @@ class Replies:
         self._budgets = EditBudgets(tuning.edit_rate, tuning.edit_period, tuning.edit_burst)
 
     async def answer(self, message: discord.Message, me: discord.ClientUser) -> None:
-        """Answer `message` if it is for the bot; failures are logged, never raised."""
+        """Answer `message` if it is for the bot; failures are logged (and shown), never raised."""
+        route: Route | None = None
         try:
             route = await self._route(message, me)
             if route is None or not await self._service.claim_event(PLATFORM, str(message.id)):
@@ -74,11 +80,17 @@ class Replies:
             if route.start_thread:
                 route = await self._open_thread(message, route, me)
             await self._reply(message, route, me)
+        except UserFacingError as exc:
+            await self._report(message, exc, shown=route is not None or _addressed(message, me))
         except Exception:
             log.exception("%s: failed to answer message %s", _where(message), message.id)
 
     async def stop(self, key: ConversationKey, interaction: discord.Interaction) -> None:
         """A click on a reply's Stop button: stop that reply if the clicker may."""
+        unserved = self._access.unserved_note(interaction.guild_id)
+        if unserved is not None:
+            await interaction.response.send_message(unserved, ephemeral=True)
+            return
         user = interaction_author(interaction, self._access)
         text = await self._service.stop(key, user)
         log.info("%s: Stop clicked by %s: %s", key, user.id, text)
@@ -88,6 +100,10 @@ class Replies:
         if message.author.bot or message.type not in CONVERSATIONAL:
             return None
         guild, channel = message.guild, message.channel
+        if not self._access.serves(guild.id if guild else None):
+            log.debug("%s: message %s is from a place the bot does not serve", _where(message),
+                      message.id)
+            return None
         if guild is not None and isinstance(channel, discord.PartialMessageable):
             fetched = await guild.fetch_channel(channel.id)  # a thread missing from the cache
             if isinstance(fetched, discord.Thread):
@@ -120,10 +136,31 @@ class Replies:
         return self._access.allows(author.id, scope_channel_id(channel, guild_id), roles)
 
     async def _replied_conversation(self, message: discord.Message) -> ConversationKey | None:
+        """The conversation a plain reply continues; a forward, or a reference to a message in
+        another channel, continues nothing (it would carry that channel's conversation here)."""
         reference = message.reference
-        if reference is None or reference.message_id is None:
+        if (
+            reference is None
+            or reference.message_id is None
+            or message.type != discord.MessageType.reply
+            or reference.type != discord.MessageReferenceType.reply
+            or reference.channel_id != message.channel.id
+        ):
             return None
         return await self._service.conversation_of_message(PLATFORM, str(reference.message_id))
+
+    async def _report(self, message: discord.Message, exc: UserFacingError, *, shown: bool
+                      ) -> None:
+        """Log an error met before the answer started (the database is down); if `shown`,
+        also tell the person, in a reply to their message."""
+        log.warning("%s: message %s could not be answered: %s", _where(message), message.id,
+                    exc)
+        if not shown:
+            return
+        try:
+            await message.reply(f"{WARNING} {exc}", mention_author=False)
+        except discord.HTTPException as failed:
+            log.warning("%s: could not show the notice: %s", _where(message), failed)
 
     async def _open_thread(self, message: discord.Message, route: Route,
                            me: discord.ClientUser) -> Route:
@@ -173,6 +210,19 @@ class Replies:
 async def answer_finished(interaction: discord.Interaction) -> None:
     """A Stop click on a message whose reply is over (or was cut short by a restart)."""
     await interaction.response.send_message(FINISHED, ephemeral=True)
+
+
+def _addressed(message: discord.Message, me: discord.ClientUser) -> bool:
+    """Whether a message is for the bot as far as can be told without the database: a DM, a
+    mention, a reply to the bot's own message, or a message in a thread the bot started."""
+    if message.guild is None or mentions_bot(message.content, me.id, _bot_role_id(message)):
+        return True
+    reference = message.reference
+    replied = reference.resolved if reference is not None else None
+    if isinstance(replied, discord.Message) and replied.author.id == me.id:
+        return True
+    channel = message.channel
+    return isinstance(channel, discord.Thread) and channel.owner_id == me.id
 
 
 def _bot_role_id(message: discord.Message) -> int | None:

@@ -8,12 +8,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack_bot.client import web_client
 from adapters.slack_bot.commands import SlashCommands
+from adapters.slack_bot.events import is_ssl_check, request_problem
 from adapters.slack_bot.files import SlackFiles
 from adapters.slack_bot.listeners import Listeners
 from adapters.slack_bot.people import People
@@ -33,19 +37,22 @@ class SlackBot:
 
     Listeners run before the acknowledgement (`process_before_response`) but only parse the
     event and start the answer as a task, so Slack hears back at once and the tasks can be
-    awaited (`idle`) or cancelled (`close`).
+    awaited (`idle`) or cancelled (`close`). In HTTP mode `receive` screens each request
+    before bolt sees it.
     """
 
     def __init__(self, core: Core, client: AsyncWebClient,
                  tuning: SlackTuning = DEFAULT_TUNING) -> None:
         settings = core.settings
         secret = settings.slack_signing_secret
+        signing_secret = secret.get_secret_value() if secret is not None else ""
         self.app = AsyncApp(
             name="gemini",
             client=client,
-            signing_secret=secret.get_secret_value() if secret is not None else "",
+            signing_secret=signing_secret,
             process_before_response=True,
         )
+        self._verifier = SignatureVerifier(signing_secret) if signing_secret.strip() else None
         self._work = BackgroundWork()
         people = People(client, settings.slack_admin_ids)
         files = SlackFiles(core.http, client, client.token or "",
@@ -53,6 +60,36 @@ class SlackBot:
         replies = Replies(core.service, client, people, files, tuning)
         commands = SlashCommands(core.service.commands, people)
         Listeners(core.service, client, replies, commands, self._work.spawn).register(self.app)
+
+    async def receive(self, request: web.Request) -> web.Response:
+        """One HTTP request from Slack, handed to bolt once it is signed and well formed.
+
+        A body that is not UTF-8 or not a Slack payload gets 400, a missing or wrong signature
+        (or a timestamp that is not a number) 401; each is one log line, not a traceback.
+        """
+        raw = await request.read()
+        try:
+            body = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return _refused(request, 400, "the body is not UTF-8")
+        if not is_ssl_check(body) and not self._signed(body, request):
+            return _refused(request, 401, "no valid signature")
+        problem = request_problem(body, request.headers.get("Content-Type"))
+        if problem is not None:
+            return _refused(request, 400, problem)
+        try:
+            bolt_request = AsyncBoltRequest(body=body, query=request.query_string,
+                                            headers=dict(request.headers))
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            return _refused(request, 400, f"bolt cannot read it ({type(exc).__name__})")
+        return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
+
+    def _signed(self, body: str, request: web.Request) -> bool:
+        timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+        signature = request.headers.get("X-Slack-Signature")
+        if self._verifier is None or not (timestamp.isascii() and timestamp.isdigit()):
+            return False
+        return self._verifier.is_valid(body, timestamp, signature)
 
     async def idle(self) -> None:
         """Wait until no answer or command is in progress."""
@@ -78,11 +115,12 @@ def build_slack_app(core: Core, client: AsyncWebClient | None = None,
 async def serve_http(bot: SlackBot, port: int, host: str = "0.0.0.0") -> AsyncIterator[int]:
     """Serve Slack's events and commands on `EVENTS_PATH`; yields the bound port.
 
-    bolt verifies every request's signature with SLACK_SIGNING_SECRET and answers 401
-    otherwise.
+    Every request's signature is checked with SLACK_SIGNING_SECRET (401 otherwise), and a
+    malformed one is refused with 400 before bolt sees it (`SlackBot.receive`).
     """
-    runner = web.AppRunner(bot.app.web_app(path=EVENTS_PATH, port=port), access_log=None,
-                           handle_signals=False)
+    web_app = web.Application()
+    web_app.router.add_post(EVENTS_PATH, bot.receive)
+    runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
@@ -90,6 +128,12 @@ async def serve_http(bot: SlackBot, port: int, host: str = "0.0.0.0") -> AsyncIt
         yield int(runner.addresses[0][1])
     finally:
         await runner.cleanup()
+
+
+def _refused(request: web.Request, status: int, reason: str) -> web.Response:
+    log.warning("slack: refused a request to %s from %s (HTTP %d): %s", request.path,
+                request.remote, status, reason)
+    return web.json_response({"error": reason}, status=status)
 
 
 @asynccontextmanager

@@ -14,13 +14,17 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 SLACK_API_URL = "https://slack.com/api"
 RATE_LIMIT_RETRIES = 2
+MAX_RETRY_AFTER = 30.0
+"""The longest Retry-After the client waits out itself; a longer one reaches the renderer."""
 
 
 class RetryRateLimitsExceptUpdates(AsyncRateLimitErrorRetryHandler):
-    """Waits out a 429 (Retry-After) and retries, except chat.update.
+    """Waits out a short 429 (Retry-After up to MAX_RETRY_AFTER) and retries, except
+    chat.update.
 
-    A refused chat.update goes back to the core's renderer as RateLimited: it pauses the
-    workspace's shared edit budget and draws the newest text later instead of the old one.
+    A refused chat.update, and any 429 asking for a longer wait, goes back to the core's
+    renderer as RateLimited: it pauses the workspace's shared budget and draws the newest text
+    later instead of holding the reply inside the library.
     """
 
     async def _can_retry_async(self, *, state: RetryState, request: HttpRequest,
@@ -28,8 +32,20 @@ class RetryRateLimitsExceptUpdates(AsyncRateLimitErrorRetryHandler):
                                error: Exception | None = None) -> bool:
         if request.url.rstrip("/").endswith("/chat.update"):
             return False
+        if response is not None and _retry_after(response) > MAX_RETRY_AFTER:
+            return False
         return await super()._can_retry_async(state=state, request=request, response=response,
                                               error=error)
+
+
+def _retry_after(response: HttpResponse) -> float:
+    for name, values in response.headers.items():
+        if name.lower() == "retry-after" and values:
+            try:
+                return float(values[0])
+            except ValueError:
+                return 0.0
+    return 0.0
 
 
 def web_client(token: str, api_url: str | None = None) -> AsyncWebClient:

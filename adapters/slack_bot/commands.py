@@ -30,5 +30,6 @@ class SlashCommands:
         verb = command.text.split(maxsplit=1)[0].lower() if command.text else ""
         if verb == "reset" and not command.is_dm:
             return to_mrkdwn(CHANNEL_RESET)
-        context = CommandContext(command.key, await self._people.author(command.user))
+        author = await self._people.author(command.user, command.team_id)
+        context = CommandContext(command.key, author)
         return to_mrkdwn(await self._commands.run(context, command.text))

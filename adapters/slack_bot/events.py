@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from bot.conversation import ConversationKey
 
@@ -182,6 +184,43 @@ def parse_command(body: Mapping[str, Any]) -> SlashCommand:
         user=_text(body.get("user_id")),
         text=unescape(_text(body.get("text"))).strip(),
     )
+
+
+def is_ssl_check(body: str) -> bool:
+    """Whether a form body is Slack's `ssl_check` probe (answered without a signature)."""
+    return dict(parse_qsl(body)).get("ssl_check") == "1"
+
+
+def request_problem(body: str, content_type: str | None) -> str | None:
+    """Why an HTTP request body cannot be a Slack event, command or action; None if it can.
+
+    Read as bolt reads it: JSON when the content type says so or it starts with `{`, else a
+    form that carries a slash command, an action's JSON `payload` or Slack's `ssl_check`.
+    The fields bolt reaches into (`event`, `authorizations`) must have the right shape.
+    """
+    if (content_type or "").split(";")[0].strip().lower() == "application/json" \
+            or body.startswith("{"):
+        text, what = body, "the body"
+    else:
+        fields = dict(parse_qsl(body, keep_blank_values=True))
+        if "payload" not in fields:
+            if "command" in fields or fields.get("ssl_check") == "1":
+                return None
+            return "a form without a command or a payload"
+        text, what = fields["payload"], "the payload"
+    try:
+        payload = json.loads(text)
+    except (ValueError, RecursionError):
+        return f"{what} is not JSON"
+    if not isinstance(payload, dict):
+        return f"{what} is not a JSON object"
+    if not isinstance(payload.get("event", {}), dict):
+        return "its event is not an object"
+    authorizations = payload.get("authorizations", [])
+    if not isinstance(authorizations, list) or not all(
+            isinstance(item, dict) for item in authorizations):
+        return "its authorizations are not a list of objects"
+    return None
 
 
 def _text(value: Any) -> str:

@@ -43,7 +43,7 @@ class Replies:
         """Answer `message` through the core (which drops a redelivered event)."""
         incoming = Incoming(
             key=message.key,
-            author=await self._people.author(message.user),
+            author=await self._people.author(message.user, message.team_id),
             text=message.text,
             attachments=self._files.attachments(message.files),
             event_id=message.event_id,

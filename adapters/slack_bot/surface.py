@@ -11,6 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack_bot.errors import as_surface_errors, describe, is_passing
 from adapters.slack_bot.events import is_dm_channel
+from adapters.slack_bot.mrkdwn import quiet, settled
 from bot.pacing import EditBudget, Sleep
 from bot.surface import DeliveryFailed, RateLimited, SurfaceLimits
 
@@ -69,6 +70,7 @@ class SlackSurface:
     """Posts the answer with chat.postMessage and edits it with chat.update (standard Markdown).
 
     The core's renderer paces the edits and takes them from the workspace's edit budget.
+    Every text goes out `quiet`: model text never pings anyone or fakes a link.
     """
 
     def __init__(self, client: AsyncWebClient, place: Place, limits: SurfaceLimits) -> None:
@@ -86,7 +88,8 @@ class SlackSurface:
         """Post a message in the reply's thread (or at the top level of a DM)."""
         with as_surface_errors():
             response = await self._client.chat_postMessage(
-                channel=self._place.channel, thread_ts=self._place.thread_ts, markdown_text=text
+                channel=self._place.channel, thread_ts=self._place.thread_ts,
+                markdown_text=quiet(text),
             )
         return str(response["ts"])
 
@@ -94,7 +97,7 @@ class SlackSurface:
         """Replace a posted message's text."""
         with as_surface_errors():
             await self._client.chat_update(
-                channel=self._place.channel, ts=message_id, markdown_text=text
+                channel=self._place.channel, ts=message_id, markdown_text=quiet(text)
             )
 
     async def show_progress(self) -> None:
@@ -139,7 +142,8 @@ class SlackStream:
     passing failure keeps it pending for the next call, so nothing is lost or sent twice.
     The stream starts with the first text. If Slack refuses to stream here, or the stream
     expired, the page goes on as an ordinary message edited with chat.update within the
-    workspace's shared edit budget.
+    workspace's shared edit budget. Text is streamed `quiet`; a tail that more text could still
+    turn into a mention (`<!chan`, `@her`) waits for that text or for the end.
     """
 
     def __init__(self, client: AsyncWebClient, place: Place, thread_ts: str, budget: EditBudget,
@@ -150,7 +154,7 @@ class SlackStream:
         self._budget = budget
         self._sleep = sleep
         self._text = opening
-        self._pending = opening
+        self._streamed = ""
         self._ts: str | None = None
         self._streaming = True
         self._shown = ""
@@ -158,7 +162,6 @@ class SlackStream:
     async def append(self, text: str) -> None:
         """Take `text` for the end of the message and send what Slack allows now."""
         self._text += text
-        self._pending += text
         try:
             await self._send(stop=False)
         except RateLimited as limited:
@@ -200,27 +203,34 @@ class SlackStream:
                 self._streaming = False
         return await self._show()
 
+    def _unsent(self, *, final: bool) -> str:
+        """The quiet text Slack has not been sent yet: all of it if `final`, else the settled."""
+        ready = self._text if final else self._text[: settled(self._text)]
+        return quiet(ready)[len(self._streamed):]
+
     async def _stream(self, *, stop: bool) -> str:
         if self._ts is None:
+            piece = self._unsent(final=stop)
             response = await self._client.chat_startStream(
                 channel=self._place.channel,
                 thread_ts=self._thread_ts,
-                markdown_text=self._pending or None,
+                markdown_text=piece or None,
                 recipient_user_id=self._place.recipient_user,
                 recipient_team_id=self._place.recipient_team,
             )
             self._ts = str(response["ts"])
-            self._pending = ""
+            self._streamed += piece
+        piece = self._unsent(final=stop)
         if stop:
             await self._client.chat_stopStream(
-                channel=self._place.channel, ts=self._ts, markdown_text=self._pending or None
+                channel=self._place.channel, ts=self._ts, markdown_text=piece or None
             )
-            self._pending = ""
-        elif self._pending:
+            self._streamed += piece
+        elif piece:
             await self._client.chat_appendStream(
-                channel=self._place.channel, ts=self._ts, markdown_text=self._pending
+                channel=self._place.channel, ts=self._ts, markdown_text=piece
             )
-            self._pending = ""
+            self._streamed += piece
         return self._ts
 
     async def _show(self) -> str:
@@ -228,7 +238,7 @@ class SlackStream:
             with as_surface_errors():
                 response = await self._client.chat_postMessage(
                     channel=self._place.channel, thread_ts=self._thread_ts,
-                    markdown_text=self._text,
+                    markdown_text=quiet(self._text),
                 )
             self._ts, self._shown = str(response["ts"]), self._text
         elif self._text != self._shown:
@@ -236,7 +246,7 @@ class SlackStream:
             try:
                 with as_surface_errors():
                     await self._client.chat_update(
-                        channel=self._place.channel, ts=self._ts, markdown_text=self._text
+                        channel=self._place.channel, ts=self._ts, markdown_text=quiet(self._text)
                     )
             except RateLimited as limited:
                 self._budget.pause(limited.retry_after)

@@ -373,6 +373,14 @@ class _Interaction:
 
 
 @dataclass(eq=False)
+class _Injected429:
+    method: str
+    path: re.Pattern[str]
+    retry_after: float
+    times: int
+
+
+@dataclass(eq=False)
 class _Bucket:
     start: float
     count: int = 0
@@ -442,8 +450,10 @@ class FakeDiscord:
         enforce_intents: filter gateway events by the IDENTIFY intents like Discord does
             (no MESSAGE_CREATE without GUILD_MESSAGES / DIRECT_MESSAGES, blank content without
             MESSAGE_CONTENT unless DM / mention / own message).
-        interaction_ack_timeout: if set, interaction callbacks later than this many seconds
-            after the interaction get ``404 Unknown interaction`` (Discord uses 3 s).
+        interaction_ack_timeout: interaction callbacks later than this many seconds after
+            the interaction get ``404 Unknown interaction`` (10062), as on Discord, whose
+            deadline is 3 s. ``None`` disables it.
+        clock: the monotonic clock that deadline is measured with (tests pass a virtual one).
         message_content_allowed: ``False`` answers an IDENTIFY asking for MESSAGE_CONTENT
             with close code 4014 (disallowed intents), as Discord does when the privileged
             intent is not enabled for the bot in the Developer Portal.
@@ -460,7 +470,8 @@ class FakeDiscord:
         ratelimit_headers: bool = True,
         heartbeat_interval: float = 5.0,
         enforce_intents: bool = True,
-        interaction_ack_timeout: float | None = None,
+        interaction_ack_timeout: float | None = 3.0,
+        clock: Callable[[], float] = time.monotonic,
         message_content_allowed: bool = True,
         bot_name: str = "GeminiBot",
         guild_name: str = "Fake Guild",
@@ -475,7 +486,9 @@ class FakeDiscord:
         self.heartbeat_interval = heartbeat_interval
         self.enforce_intents = enforce_intents
         self.interaction_ack_timeout = interaction_ack_timeout
+        self.clock = clock
         self.message_content_allowed = message_content_allowed
+        self._injected_429s: list[_Injected429] = []
 
         self._last_id = 0
         self._port: int | None = None
@@ -1154,7 +1167,8 @@ class FakeDiscord:
         msg: JSON = {
             "id": str(mid),
             "channel_id": str(channel_id),
-            "type": 19 if reference is not None and msg_type == 0 else msg_type,
+            "type": 19 if reference is not None and reference["type"] == 0 and msg_type == 0
+            else msg_type,
             "content": content,
             "author": author.payload(),
             "timestamp": _now_iso(),
@@ -1500,6 +1514,7 @@ class FakeDiscord:
         mentions: Sequence[FakeUser | int] = (),
         reference_message_id: int | str | None = None,
         ping_reply: bool = True,
+        forward: bool = False,
         embeds: Sequence[JSON] = (),
     ) -> JSON:
         """A user posts a message: stored, MESSAGE_CREATE dispatched; returns that payload.
@@ -1508,6 +1523,8 @@ class FakeDiscord:
         ``mentions_bot`` prepends ``<@botid>``; ``<@id>`` in ``content`` also becomes a mention.
         A reply (``reference_message_id``) pings the replied-to author unless ``ping_reply=False``
         (as the Discord client does), so a reply to the bot lists the bot in ``mentions``.
+        ``forward=True`` forwards the referenced message instead (a DEFAULT message with a
+        FORWARD reference and a ``message_snapshots`` copy, pinging no one).
         """
         user = self._user(author)
         self._channel(channel_id)
@@ -1522,10 +1539,12 @@ class FakeDiscord:
         extra = [self._user(m) for m in mentions]
         reference = None
         if reference_message_id is not None:
-            reference = self._reference_from({"message_id": reference_message_id}, channel_id)
+            reference = self._reference_from(
+                {"message_id": reference_message_id, "type": 1 if forward else 0}, channel_id
+            )
             target = self._messages[int(reference_message_id)]
             replied = self.users.get(int(target["author"]["id"]))
-            if ping_reply and replied is not None:
+            if ping_reply and replied is not None and not forward:
                 extra.append(replied)
         msg = self._store_message(
             channel_id,
@@ -1536,6 +1555,12 @@ class FakeDiscord:
             reference=reference,
             extra_mentions=extra,
         )
+        if forward:
+            msg["message_snapshots"] = [{"message": {
+                k: copy.deepcopy(target[k]) for k in (
+                    "type", "content", "embeds", "attachments", "timestamp", "edited_timestamp",
+                    "flags", "mentions", "mention_roles", "components")
+            }}]
         payload = self._render(msg, gateway=True)
         await self.dispatch("MESSAGE_CREATE", payload)
         return payload
@@ -1591,7 +1616,7 @@ class FakeDiscord:
             type=itype,
             channel_id=channel_id,
             user=user,
-            created=time.monotonic(),
+            created=self.clock(),
             message_id=message_id,
         )
         return payload
@@ -1990,6 +2015,7 @@ class FakeDiscord:
                     continue
                 if auth and not self._authorized(request):
                     raise _ApiError(401, "401: Unauthorized", 0)
+                self._check_injected_429(call)
                 response = await handler(call, **m.groupdict())
                 break
             else:
@@ -2034,6 +2060,35 @@ class FakeDiscord:
         return web.Response(body=entry[1], content_type=entry[2])
 
     # ------------------------------------------------------------------ rate limits
+
+    def rate_limit_next(
+        self, method: str, path_pattern: str, retry_after: float, *, times: int = 1
+    ) -> None:
+        """Answer the next ``times`` requests matching (method, ``re.fullmatch`` on path) with
+        a 429 asking to wait ``retry_after`` seconds, as Discord does for a long limit.
+        discord.py waits out at most its ``max_ratelimit_timeout`` and raises
+        ``discord.RateLimited`` for a longer wait."""
+        self._injected_429s.append(_Injected429(method, re.compile(path_pattern), retry_after,
+                                                times))
+
+    def _check_injected_429(self, call: Call) -> None:
+        for injected in self._injected_429s:
+            if injected.method == call.method and injected.path.fullmatch(call.path):
+                injected.times -= 1
+                if injected.times <= 0:
+                    self._injected_429s.remove(injected)
+                retry_after = injected.retry_after
+                self.rate_limited.append(
+                    RateLimitHit(call.method, call.path, "injected", retry_after, self.clock())
+                )
+                raise _ApiError(
+                    429,
+                    "You are being rate limited.",
+                    None,
+                    extra={"retry_after": retry_after, "global": False},
+                    headers={"Retry-After": str(max(1, math.ceil(retry_after))),
+                             "X-RateLimit-Scope": "user", "Via": "1.1 google"},
+                )
 
     def _rate_check(
         self, kind: str, key: str, limit: int | None, window: float, call: Call
@@ -2556,7 +2611,7 @@ class FakeDiscord:
             raise _ApiError(404, "Unknown interaction", 10062)
         if (
             self.interaction_ack_timeout is not None
-            and time.monotonic() - rec.created > self.interaction_ack_timeout
+            and self.clock() - rec.created > self.interaction_ack_timeout
         ):
             raise _ApiError(404, "Unknown interaction", 10062)
         if rec.response_type is not None:

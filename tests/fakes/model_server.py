@@ -32,6 +32,19 @@ What an httpx + httpx-sse client observes for each failure behaviour:
   ``aconnect_sse(...)`` raises ``httpx.ReadTimeout`` on entry. Afterwards the default
   answer is streamed.
 
+Misbehaviours of a broken gateway or model, for the client's limits:
+
+* ``HtmlPage`` / ``JsonPage``: a 200 that is not an event stream (``aiter_sse()`` raises
+  ``httpx_sse.SSEError`` on the Content-Type).
+* ``NotJsonEvent``: a ``data:`` event that is not JSON in the middle of a normal answer.
+* ``HugeDelta``: one content chunk of ``size`` characters (10 MB by default) in one event.
+* ``LongLine``: ``size`` bytes of one ``data:`` line that never ends, then silence.
+* ``Endless``: content chunks forever; ``KeepAlive``: ``: keepalive`` comments forever
+  (or for ``seconds``), which reset an httpx read timeout but carry no event.
+
+A behaviour that writes until the client leaves records the endpoint in ``hangups``
+when the client closes the connection (so is a client that gave up on a ``Hang``).
+
 Every content chunk repeats ``"role": "assistant"`` in its delta (as Gemini's
 OpenAI-compatible endpoint does) and, when ``include_usage`` was asked, carries
 ``"usage": null`` (as OpenAI does). The ``model`` field echoes the requested model.
@@ -148,6 +161,8 @@ class Status:
     ``retry_after`` (seconds) adds a ``Retry-After`` header; integral values are sent as
     integers, others as decimals (non-standard but handy for fast tests). ``error_code``
     defaults to the HTTP status. A scripted Status is answered even if the key is wrong.
+    ``echo_key`` appends ``Key received: <the request's bearer token>`` to the message, as
+    careless gateways do.
     """
 
     code: int
@@ -155,6 +170,7 @@ class Status:
     retry_after: float | None = None
     error_type: str | None = None
     error_code: int | str | None = None
+    echo_key: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,6 +191,7 @@ class ErrorEvent:
     """Stream ``after_chunks`` chunks of ``text``, then ``data: {"error": {...}}``, then end.
 
     The body ends cleanly after the error event; ``send_done=True`` adds ``[DONE]``.
+    ``echo_key`` appends the request's bearer token to the message.
     """
 
     text: str
@@ -183,6 +200,7 @@ class ErrorEvent:
     code: int | str = 500
     error_type: str = "server_error"
     send_done: bool = False
+    echo_key: bool = False
 
 
 @dataclass(frozen=True)
@@ -204,7 +222,84 @@ class HangBeforeHeaders:
     seconds: float
 
 
-Behaviour: TypeAlias = Reply | Status | Cut | ErrorEvent | Hang | HangBeforeHeaders
+@dataclass(frozen=True)
+class HtmlPage:
+    """A 200 ``text/html`` page where the event stream should be (a proxy's or CDN's page)."""
+
+    body: str = (
+        "<!DOCTYPE html><html><head><title>Just a moment...</title></head>"
+        "<body><h1>Checking your browser</h1></body></html>"
+    )
+
+
+@dataclass(frozen=True)
+class JsonPage:
+    """A 200 ``application/json`` body where the event stream should be.
+
+    ``payload`` None sends the non-streamed ``chat.completion`` of the default answer (a
+    gateway that ignored ``"stream": true``).
+    """
+
+    payload: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class NotJsonEvent:
+    """Stream ``after_chunks`` chunks of ``text``, then ``data: <data>`` (not JSON), then the
+    rest of the answer and ``[DONE]``. ``text`` None means the default answer."""
+
+    after_chunks: int = 1
+    text: str | None = None
+    data: str = "<html><body>502 Bad Gateway</body></html>"
+
+
+@dataclass(frozen=True)
+class HugeDelta:
+    """Stream the chunks of ``text``, then one chunk whose content is ``size`` characters,
+    then ``[DONE]``. The event is written in one go; the client may leave during it."""
+
+    text: str = ""
+    size: int = 10_000_000
+
+
+@dataclass(frozen=True)
+class LongLine:
+    """Stream the chunks of ``text``, then ``data: `` and ``size`` bytes with no line end,
+    then nothing until the client leaves.
+
+    ``line_bytes`` sends the ``size`` bytes instead as ``data:`` lines of that length each,
+    all in one event whose closing blank line never comes.
+    """
+
+    text: str = ""
+    size: int = 2_000_000
+    line_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Endless:
+    """Content chunks of ``delta`` every ``interval`` seconds until the client leaves."""
+
+    delta: str = "word "
+    interval: float = 0.001
+
+
+@dataclass(frozen=True)
+class KeepAlive:
+    """Stream ``after_chunks`` chunks, then a ``: keepalive`` comment every ``interval``
+    seconds, for ``seconds`` (None: until the client leaves), then the rest of the answer.
+    ``text`` None means the default answer."""
+
+    after_chunks: int = 0
+    text: str | None = None
+    interval: float = 0.05
+    seconds: float | None = None
+
+
+Behaviour: TypeAlias = (
+    Reply | Status | Cut | ErrorEvent | Hang | HangBeforeHeaders | HtmlPage | JsonPage
+    | NotJsonEvent | HugeDelta | LongLine | Endless | KeepAlive
+)
 
 
 @dataclass(frozen=True)
@@ -286,6 +381,16 @@ def _error_body(status: int, message: str | None, etype: str | None, code: Any) 
             "code": code if code is not None else status,
         }
     }
+
+
+def _endpoint_of(request: web.Request) -> Endpoint:
+    return "direct" if request.path.startswith("/direct/") else "api"
+
+
+def _with_key(message: str, request: web.Request) -> str:
+    """``message`` followed by the bearer token ``request`` carried, as a careless API does."""
+    auth = request.headers.get("Authorization", "")
+    return f"{message} Key received: {auth.removeprefix('Bearer ')}"
 
 
 def _sse(payload: Mapping[str, Any] | str) -> bytes:
@@ -414,6 +519,8 @@ class FakeModelServer:
         self.long_answers = long_answers
         self.default_answer: Callable[[dict[str, Any]], str] = self._builtin_answer
         self.requests: list[RecordedRequest] = []
+        self.hangups: list[Endpoint] = []
+        self._stopping = False
         self._queues: dict[Endpoint, deque[Behaviour]] = {e: deque() for e in ENDPOINTS}
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -442,9 +549,11 @@ class FakeModelServer:
         self._port = sock.getsockname()[1]
         await web.SockSite(runner, sock).start()
         self._runner = runner
+        self._stopping = False
 
     async def stop(self) -> None:
         """Cancel in-flight handlers (e.g. hangs) and close the server."""
+        self._stopping = True
         tasks = [t for t in self._tasks if not t.done()]
         for task in tasks:
             task.cancel()
@@ -505,9 +614,20 @@ class FakeModelServer:
         """Recorded requests that arrived at ``endpoint``."""
         return [r for r in self.requests if r.endpoint == endpoint]
 
+    async def hung_up(self, endpoint: Endpoint, within: float = 2.0) -> bool:
+        """Whether a client of ``endpoint`` closed its connection mid-answer, waiting up to
+        ``within`` seconds for it."""
+        deadline = time.monotonic() + within
+        while endpoint not in self.hangups:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
     def reset(self) -> None:
-        """Forget recorded requests and queued behaviours."""
+        """Forget recorded requests, hang-ups and queued behaviours."""
         self.requests.clear()
+        self.hangups.clear()
         for queue in self._queues.values():
             queue.clear()
 
@@ -523,12 +643,16 @@ class FakeModelServer:
             self._tasks.add(task)
         try:
             return await self._serve(request)
+        except asyncio.CancelledError:  # the client left (or the server is stopping)
+            if not self._stopping:
+                self.hangups.append(_endpoint_of(request))
+            raise
         finally:
             if task is not None:
                 self._tasks.discard(task)
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:
-        endpoint: Endpoint = "direct" if request.path.startswith("/direct/") else "api"
+        endpoint = _endpoint_of(request)
         raw = await request.read()
         try:
             parsed = json.loads(raw)
@@ -542,18 +666,19 @@ class FakeModelServer:
         queue = self._queues[endpoint]
         if queue and isinstance(head := queue[0], Status):
             queue.popleft()  # a scripted Status is answered before the key check
-            return self._status(head)
+            return self._status(head, request)
         if self.api_key is not None and (
             request.headers.get("Authorization") != f"Bearer {self.api_key}"
         ):
-            return self._status(Status(401))
+            return self._status(Status(401), request)
         if not isinstance(parsed, dict) or not isinstance(body.get("messages"), list):
-            return self._status(Status(400, "Request body must be JSON with a 'messages' list."))
+            message = "Request body must be JSON with a 'messages' list."
+            return self._status(Status(400, message), request)
 
         behaviour: Behaviour = queue.popleft() if queue else Reply()
         match behaviour:
             case Status():
-                return self._status(behaviour)
+                return self._status(behaviour, request)
             case Reply():
                 return await self._reply(request, body, behaviour)
             case Cut():
@@ -565,14 +690,26 @@ class FakeModelServer:
             case HangBeforeHeaders():
                 await asyncio.sleep(behaviour.seconds)
                 return await self._reply(request, body, Reply())
+            case HtmlPage():
+                return web.Response(text=behaviour.body, content_type="text/html")
+            case JsonPage():
+                if behaviour.payload is not None:
+                    return web.json_response(dict(behaviour.payload))
+                return await self._reply(request, {**body, "stream": False}, Reply())
+            case NotJsonEvent():
+                return await self._not_json_event(request, body, behaviour)
+            case HugeDelta() | LongLine() | Endless() | KeepAlive():
+                return await self._until_hangup(request, body, behaviour)
 
     @staticmethod
-    def _status(status: Status) -> web.StreamResponse:
+    def _status(status: Status, request: web.Request) -> web.StreamResponse:
         headers: dict[str, str] = {}
         if status.retry_after is not None:
             ra = status.retry_after
             headers["Retry-After"] = str(int(ra)) if float(ra).is_integer() else str(ra)
         payload = _error_body(status.code, status.message, status.error_type, status.error_code)
+        if status.echo_key:
+            payload["error"]["message"] = _with_key(payload["error"]["message"], request)
         return web.json_response(payload, status=status.code, headers=headers)
 
     async def _open_stream(self, request: web.Request, body: Mapping[str, Any]) -> _Stream:
@@ -659,7 +796,8 @@ class FakeModelServer:
         stream = await self._open_stream(request, body)
         for piece in split_text(err.text)[: err.after_chunks]:
             await stream.write(stream.chunk(piece))
-        error = {"error": {"message": err.message, "type": err.error_type, "code": err.code}}
+        message = _with_key(err.message, request) if err.echo_key else err.message
+        error = {"error": {"message": message, "type": err.error_type, "code": err.code}}
         await stream.write(_sse(error))
         if err.send_done:
             await stream.write(_sse("[DONE]"))
@@ -684,6 +822,65 @@ class FakeModelServer:
         await stream.resp.write_eof()
         return stream.resp
 
+    async def _not_json_event(
+        self, request: web.Request, body: dict[str, Any], bad: NotJsonEvent
+    ) -> web.StreamResponse:
+        chunks = self._answer_chunks(body, bad.text)
+        stream = await self._open_stream(request, body)
+        last = len(chunks) - 1
+        events = [stream.chunk(c, "stop" if i == last else None) for i, c in enumerate(chunks)]
+        events.insert(min(bad.after_chunks, len(events)), _sse(bad.data))
+        events.append(_sse("[DONE]"))
+        await stream.write_events(events)
+        await stream.resp.write_eof()
+        return stream.resp
+
+    async def _until_hangup(
+        self, request: web.Request, body: dict[str, Any],
+        behaviour: HugeDelta | LongLine | Endless | KeepAlive,
+    ) -> web.StreamResponse:
+        """Stream a behaviour that may outlast the client; record it if the client leaves."""
+        stream = await self._open_stream(request, body)
+        try:
+            match behaviour:
+                case HugeDelta():
+                    head = split_text(behaviour.text) if behaviour.text else []
+                    await stream.write_events([stream.chunk(c) for c in head])
+                    await stream.write(stream.chunk("x" * behaviour.size, "stop"))
+                    await stream.write(_sse("[DONE]"))
+                case LongLine():
+                    head = split_text(behaviour.text) if behaviour.text else []
+                    await stream.write_events([stream.chunk(c) for c in head])
+                    piece = behaviour.line_bytes or 64 * 1024
+                    if behaviour.line_bytes is None:
+                        await stream.write(b"data: ")
+                    for start in range(0, behaviour.size, piece):
+                        data = b"x" * min(piece, behaviour.size - start)
+                        await stream.write(data if behaviour.line_bytes is None
+                                           else b"data: " + data + b"\n")
+                    await asyncio.Event().wait()  # until the client leaves
+                case Endless():
+                    while True:
+                        await stream.write(stream.chunk(behaviour.delta))
+                        await asyncio.sleep(behaviour.interval)
+                case KeepAlive():
+                    chunks = self._answer_chunks(body, behaviour.text)
+                    last = len(chunks) - 1
+                    events = [stream.chunk(c, "stop" if i == last else None)
+                              for i, c in enumerate(chunks)] + [_sse("[DONE]")]
+                    await stream.write_events(events[: behaviour.after_chunks])
+                    forever = behaviour.seconds is None
+                    until = time.monotonic() + (behaviour.seconds or 0.0)
+                    while forever or time.monotonic() < until:
+                        await stream.write(b": keepalive\n\n")
+                        await asyncio.sleep(behaviour.interval)
+                    await stream.write_events(events[behaviour.after_chunks :])
+        except ConnectionResetError:  # written to a connection the client closed
+            self.hangups.append(_endpoint_of(request))
+            return stream.resp
+        await stream.resp.write_eof()
+        return stream.resp
+
 
 __all__ = [
     "ENDPOINTS",
@@ -691,11 +888,18 @@ __all__ = [
     "MODEL",
     "Behaviour",
     "Cut",
+    "Endless",
     "Endpoint",
     "ErrorEvent",
     "FakeModelServer",
     "Hang",
     "HangBeforeHeaders",
+    "HtmlPage",
+    "HugeDelta",
+    "JsonPage",
+    "KeepAlive",
+    "LongLine",
+    "NotJsonEvent",
     "RecordedRequest",
     "Reply",
     "Slow",

@@ -42,7 +42,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import ClientSession, WSCloseCode, WSMsgType, web
 from slack_sdk.web.async_client import AsyncWebClient
 
 JSONDict = dict[str, Any]
@@ -440,6 +440,11 @@ class _Injected:
 
 _MethodHandler = Callable[[JSONDict], JSONDict]
 
+MAX_MARKDOWN_CHARS = 12_000
+"""Slack's limit for ``markdown_text`` (chat.postMessage, chat.update and the stream methods)."""
+ACK_DEADLINE = 3.0
+"""Seconds Slack waits for an app to acknowledge an event or command (HTTP or Socket Mode)."""
+
 
 # ---------------------------------------------------------------------------
 # The fake
@@ -461,6 +466,12 @@ class FakeSlack:
         rate_limits: Extra per-method limits, ``{"chat.postMessage": (limit, window)}``.
         max_update_chars: ``chat.update`` text longer than this -> ``msg_too_long``.
         max_post_chars: ``chat.postMessage`` text longer than this -> ``msg_too_long``.
+            ``markdown_text`` longer than 12,000 characters gets ``msg_too_long`` too, and
+            ``markdown_text`` with ``text`` or ``blocks`` gets ``markdown_text_conflict``.
+        ack_deadline: an envelope (Socket Mode) or a request sent with :meth:`deliver`
+            (HTTP mode) not acknowledged within this many seconds is noted in
+            :attr:`missed_acks`, as Slack counts it a failed delivery.
+        clock: the monotonic clock for that deadline (tests may pass a virtual one).
     """
 
     def __init__(
@@ -476,6 +487,8 @@ class FakeSlack:
         max_update_chars: int = 4000,
         max_post_chars: int = 40000,
         host: str = "127.0.0.1",
+        ack_deadline: float = ACK_DEADLINE,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.bot_token = bot_token
         self.app_token = app_token
@@ -488,6 +501,11 @@ class FakeSlack:
         self.max_update_chars = max_update_chars
         self.max_post_chars = max_post_chars
         self.host = host
+        self.ack_deadline = ack_deadline
+        self.clock = clock
+        self._ack_due: dict[str, float] = {}
+        self._acked_at: dict[str, float] = {}
+        self._holds: dict[str, asyncio.Event] = {}
 
         self.rate_limits: dict[str, tuple[int, float]] = dict(rate_limits or {})
         if update_limit is not None:
@@ -1091,6 +1109,33 @@ class FakeSlack:
             self.rate_limits[method] = (limit, window)
         self._hits = {k: v for k, v in self._hits.items() if k[1] != method}
 
+    def hold(self, method: str) -> asyncio.Event:
+        """Make calls of ``method`` wait (recorded, not yet answered) until the returned event
+        is set: a test can keep the app mid-work and see what it did before."""
+        return self._holds.setdefault(method, asyncio.Event())
+
+    @property
+    def missed_acks(self) -> list[str]:
+        """Envelope ids (Socket Mode) and request labels (:meth:`deliver`) not acknowledged
+        within ``ack_deadline``: acknowledged late, or not yet and past the deadline."""
+        now = self.clock()
+        return [key for key, due in self._ack_due.items() if self._acked_at.get(key, now) > due]
+
+    async def deliver(
+        self, url: str, request: tuple[str, Mapping[str, str]], *, label: str | None = None
+    ) -> tuple[int, str]:
+        """POST an HTTP-mode request (``event_request``, ``slash_command_request``) to the app
+        at ``url`` as Slack does; return the answer's status and body. An answer later than
+        ``ack_deadline`` is noted in :attr:`missed_acks` under ``label`` (default: a count)."""
+        body, headers = request
+        key = label or f"http-{len(self._ack_due) + 1}"
+        self._ack_due[key] = self.clock() + self.ack_deadline
+        async with ClientSession() as session, session.post(
+            url, data=body.encode(), headers=dict(headers)
+        ) as response:
+            self._acked_at[key] = self.clock()
+            return response.status, await response.text()
+
     # ------------------------------------------------------------------ waiting
 
     async def wait_for(
@@ -1185,6 +1230,7 @@ class FakeSlack:
             envelope["retry_attempt"] = retry_attempt
             envelope["retry_reason"] = retry_reason or ""
         self._ack_waiters[envelope_id] = asyncio.get_running_loop().create_future()
+        self._ack_due[envelope_id] = self.clock() + self.ack_deadline
         self.envelopes.append(
             Envelope(
                 envelope_id=envelope_id,
@@ -1312,6 +1358,10 @@ class FakeSlack:
             time=time.time(),
         )
         self.calls.append(call)
+        held = self._holds.get(method)
+        if held is not None:
+            await self._notify()
+            await held.wait()
         try:
             if params.get("_invalid_body") is True:
                 raise _SlackError("invalid_json")
@@ -1421,6 +1471,7 @@ class FakeSlack:
             return
         envelope_id = str(message["envelope_id"])
         self.acks[envelope_id] = message
+        self._acked_at.setdefault(envelope_id, self.clock())
         fut = self._ack_waiters.get(envelope_id)
         if fut is not None and not fut.done():
             fut.set_result(message)
@@ -1496,6 +1547,7 @@ class FakeSlack:
         channel = self._resolve_channel(p.get("channel"))
         if not _has_content(p):
             raise _SlackError("no_text")
+        _check_markdown_text(p)
         if len(str(p.get("text") or "")) > self.max_post_chars:
             raise _SlackError("msg_too_long")
         msg = self._bot_message(channel, p)
@@ -1515,6 +1567,7 @@ class FakeSlack:
             raise _SlackError("cant_update_message")
         if not _has_content(p):
             raise _SlackError("no_text")
+        _check_markdown_text(p)
         text = _opt_str(p.get("text"))
         if text is not None and len(text) > self.max_update_chars:
             raise _SlackError("msg_too_long")
@@ -1625,6 +1678,8 @@ class FakeSlack:
     def _stream_content(stream: Stream, method: str, p: JSONDict) -> None:
         stream.requests.append((method, dict(p)))
         markdown_text = p.get("markdown_text")
+        if isinstance(markdown_text, str) and len(markdown_text) > MAX_MARKDOWN_CHARS:
+            raise _SlackError("msg_too_long")
         if isinstance(markdown_text, str) and markdown_text:
             stream.pieces.append(markdown_text)
         chunks = p.get("chunks")
@@ -1748,6 +1803,18 @@ def _opt_list(value: Any) -> list[JSONDict] | None:
 
 def _has_content(p: JSONDict) -> bool:
     return any(p.get(k) for k in ("text", "blocks", "attachments", "markdown_text"))
+
+
+def _check_markdown_text(p: JSONDict) -> None:
+    """Slack's rules for ``markdown_text``: never with ``text`` or ``blocks``
+    (``markdown_text_conflict``), at most 12,000 characters (``msg_too_long``)."""
+    markdown_text = p.get("markdown_text")
+    if markdown_text is None:
+        return
+    if p.get("text") is not None or p.get("blocks") is not None:
+        raise _SlackError("markdown_text_conflict")
+    if len(str(markdown_text)) > MAX_MARKDOWN_CHARS:
+        raise _SlackError("msg_too_long")
 
 
 async def _read_params(request: web.Request) -> JSONDict:

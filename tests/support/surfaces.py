@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bot.surface import SurfaceLimits
@@ -41,3 +43,24 @@ class RecordingSurface:
     def shown(self) -> list[str]:
         """Each message's current text, in posting order."""
         return list(self.messages.values())
+
+
+@dataclass
+class TimedSurface(RecordingSurface):
+    """A RecordingSurface that also notes when (by `clock`) each post and edit happened."""
+
+    clock: Callable[[], float] = time.monotonic
+    times: list[float] = field(default_factory=list)
+
+    async def post(self, text: str, *, final: bool) -> str:
+        self.times.append(self.clock())
+        return await super().post(text, final=final)
+
+    async def edit(self, message_id: str, text: str, *, final: bool) -> None:
+        self.times.append(self.clock())
+        await super().edit(message_id, text, final=final)
+
+    @property
+    def timeline(self) -> list[tuple[float, str]]:
+        """(time, text shown) of every post and edit, in order."""
+        return [(at, call[2]) for at, call in zip(self.times, self.calls, strict=True)]
