@@ -12,6 +12,7 @@ WORKDIR /app
 COPY pyproject.toml README.md constraints.txt ./
 COPY bot ./bot
 COPY adapters ./adapters
+COPY launcher ./launcher
 COPY migrations ./migrations
 RUN pip install -c constraints.txt .
 

@@ -10,10 +10,15 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from bot.commands import CommandContext
-from bot.conversation import Attachment, Author, ConversationKey, Incoming
-from bot.service import Service
-from bot.surface import SurfaceLimits
+from bot import (
+    Attachment,
+    Author,
+    CommandContext,
+    ConversationKey,
+    Incoming,
+    Service,
+    SurfaceLimits,
+)
 
 PLATFORM = "console"
 LIMITS = SurfaceLimits(max_message_chars=1_000_000, min_edit_interval=0.0)

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.llm import ChatRequest, ModelClient, TextDelta, create_http_client  # noqa: E402
+from bot.model.llm import ChatRequest, ModelClient, TextDelta, create_http_client  # noqa: E402
 from tests.fakes.model_server import FakeModelServer  # noqa: E402
 
 ANSWER = " ".join(f"token{i}" for i in range(800))

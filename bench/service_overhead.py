@@ -32,11 +32,11 @@ from bot.conversation import (
     Turn,
     Usage,
 )
-from bot.database import create_engine, migrate
-from bot.llm import ChatRequest, StreamEnd, StreamEvent, TextDelta
+from bot.drawing.surface import SurfaceLimits
+from bot.model.llm import ChatRequest, StreamEnd, StreamEvent, TextDelta
 from bot.service import Service, ServiceConfig
-from bot.store import Store
-from bot.surface import SurfaceLimits
+from bot.storage.database import create_engine, migrate
+from bot.storage.store import Store
 
 ANSWER_CHUNKS = [f"word{i} " for i in range(40)]
 LIMITS = SurfaceLimits(max_message_chars=2000, min_edit_interval=1.0)

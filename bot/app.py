@@ -12,13 +12,13 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from bot.config import Settings
-from bot.database import create_engine, migrate
+from bot.drawing.pacing import Sleep
 from bot.errors import UserFacingError
 from bot.limits import LimitSettings
-from bot.llm import ModelClient, create_http_client
-from bot.pacing import Sleep
+from bot.model.llm import ModelClient, create_http_client
 from bot.service import Service, ServiceConfig
-from bot.store import Store
+from bot.storage.database import create_engine, migrate
+from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ import pillow_heif
 from PIL import ExifTags, Image, ImageOps
 
 from bot.conversation import Attachment, ImagePart, Part, TextPart
+from bot.errors import UnusableImage
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,6 @@ KEPT_FORMATS = {"PNG", "JPEG", "WEBP"}
 LOSSLESS_SOURCES = {"PNG", "GIF"}
 SIZE_UNITS = (("MB", 1024 * 1024), ("KB", 1024))
 """Binary units, largest first; below 1 KB sizes are shown in bytes."""
-
-
-class UnusableImage(Exception):
-    """An image the bot will not use; `str(error)` says why, as the end of a chat note."""
 
 
 @dataclass(slots=True)

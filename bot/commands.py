@@ -9,14 +9,14 @@ from datetime import timedelta
 from bot.conversation import Author, ConversationKey
 from bot.errors import InvalidSetting, PermissionRefused, UserFacingError
 from bot.limits import Limits
-from bot.parameters import (
+from bot.model.parameters import (
     PARAMETERS,
     ChannelSettings,
     parameter,
     parse_value,
     validate_system_prompt,
 )
-from bot.store import Store, UsageTotals
+from bot.storage.store import Store, UsageTotals
 
 PROMPT_PREVIEW_CHARS = 500
 

@@ -7,14 +7,11 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_MODEL = "gemini-3.1-flash-lite-preview"
+from bot import defaults
+from bot.errors import ConfigError
 
 IdList = Annotated[tuple[str, ...], NoDecode]
 NameList = Annotated[tuple[str, ...], NoDecode]
-
-
-class ConfigError(Exception):
-    """A configuration value is missing or malformed; the message is one line for the operator."""
 
 
 class Settings(BaseSettings):
@@ -28,30 +25,32 @@ class Settings(BaseSettings):
     evolink_api_key: SecretStr | None = None
     evolink_direct_url: str = "https://direct.evolink.ai"
     evolink_api_url: str = "https://api.evolink.ai"
-    bot_model: str = Field(DEFAULT_MODEL, min_length=1)
+    bot_model: str = Field(defaults.MODEL, min_length=1)
     database_url: str = "sqlite+aiosqlite:///data/bot.db"
 
     bot_system_prompt: str = ""
-    bot_history_tokens: int = Field(32_000, ge=1_000, le=1_000_000)
-    bot_max_images: int = Field(8, ge=0, le=64)
-    bot_max_attachment_bytes: int = Field(20 * 1024 * 1024, ge=1)
-    bot_max_text_attachment_bytes: int = Field(64 * 1024, ge=0)
-    bot_connect_timeout: float = Field(10.0, gt=0)
-    bot_read_timeout: float = Field(60.0, gt=0)
-    bot_rate_limit_retries: int = Field(3, ge=0, le=10)
+    bot_history_tokens: int = Field(defaults.HISTORY_TOKENS, ge=1_000, le=1_000_000)
+    bot_max_images: int = Field(defaults.MAX_IMAGES, ge=0, le=64)
+    bot_max_attachment_bytes: int = Field(defaults.MAX_ATTACHMENT_BYTES, ge=1)
+    bot_max_text_attachment_bytes: int = Field(defaults.MAX_TEXT_ATTACHMENT_BYTES, ge=0)
+    bot_connect_timeout: float = Field(defaults.CONNECT_TIMEOUT, gt=0)
+    bot_read_timeout: float = Field(defaults.READ_TIMEOUT, gt=0)
+    bot_rate_limit_retries: int = Field(defaults.RATE_LIMIT_RETRIES, ge=0, le=10)
     bot_log_level: str = "INFO"
     bot_http_port: int = Field(3000, ge=1, le=65535)
 
-    bot_user_messages_per_minute: int = Field(6, ge=0, le=10_000)
+    bot_user_messages_per_minute: int = Field(defaults.USER_MESSAGES_PER_MINUTE, ge=0, le=10_000)
     bot_user_daily_tokens: int = Field(0, ge=0)
     bot_channel_daily_tokens: int = Field(0, ge=0)
-    bot_max_concurrent_replies: int = Field(32, ge=1, le=10_000)
-    bot_max_waiting_per_conversation: int = Field(3, ge=0, le=100)
+    bot_max_concurrent_replies: int = Field(defaults.MAX_CONCURRENT_REPLIES, ge=1, le=10_000)
+    bot_max_waiting_per_conversation: int = Field(
+        defaults.MAX_WAITING_PER_CONVERSATION, ge=0, le=100
+    )
     bot_allowed_models: NameList = ()
-    bot_max_completion_tokens: int = Field(8192, ge=1, le=65_536)
-    bot_max_answer_chars: int = Field(40_000, ge=100, le=1_000_000)
-    bot_reply_timeout: float = Field(300.0, gt=0)
-    bot_max_request_bytes: int = Field(15_000_000, ge=100_000)
+    bot_max_completion_tokens: int = Field(defaults.MAX_COMPLETION_TOKENS, ge=1, le=65_536)
+    bot_max_answer_chars: int = Field(defaults.MAX_ANSWER_CHARS, ge=100, le=1_000_000)
+    bot_reply_timeout: float = Field(defaults.REPLY_TIMEOUT, gt=0)
+    bot_max_request_bytes: int = Field(defaults.MAX_REQUEST_BYTES, ge=100_000)
 
     discord_bot_token: SecretStr | None = None
     discord_api_url: str | None = None

@@ -15,10 +15,11 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from bot import defaults
 from bot.conversation import Author, ConversationKey
-from bot.errors import UserFacingError
-from bot.pacing import Clock
-from bot.store import Store
+from bot.drawing.pacing import Clock
+from bot.errors import LimitReached
+from bot.storage.store import Store
 
 WallClock = Callable[[], datetime]
 
@@ -26,27 +27,15 @@ RATE_WINDOW = 60.0
 MAX_TRACKED_PEOPLE = 100_000
 
 
-class LimitReached(UserFacingError):
-    """A limit refused this message; the message says which and when to try again.
-
-    `quiet` refusals get no notice: the person was told a moment ago, and a flood of
-    messages must not become a flood of notices.
-    """
-
-    def __init__(self, message: str, *, quiet: bool = False) -> None:
-        super().__init__(message)
-        self.quiet = quiet
-
-
 @dataclass(frozen=True, slots=True)
 class LimitSettings:
     """The limits, as the operator set them (0 turns a rate or quota off)."""
 
-    user_messages_per_minute: int = 6
+    user_messages_per_minute: int = defaults.USER_MESSAGES_PER_MINUTE
     user_daily_tokens: int = 0
     channel_daily_tokens: int = 0
-    max_concurrent_replies: int = 32
-    max_waiting_per_conversation: int = 3
+    max_concurrent_replies: int = defaults.MAX_CONCURRENT_REPLIES
+    max_waiting_per_conversation: int = defaults.MAX_WAITING_PER_CONVERSATION
 
 
 class MessageRate:

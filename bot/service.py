@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from bot import defaults
 from bot.attachments import ImageDecoder, prepare_attachments
 from bot.commands import Commands
 from bot.conversation import (
@@ -21,24 +22,17 @@ from bot.conversation import (
     Turn,
     TurnStatus,
 )
-from bot.errors import UserFacingError
-from bot.limits import LimitReached, Limits, LimitSettings
-from bot.llm import (
-    ChatRequest,
-    RequestRejected,
-    StreamEnd,
-    StreamEvent,
-    StreamInterrupted,
-    TextDelta,
-)
-from bot.locking import ConversationGate
-from bot.pacing import Clock, EditBudget, Sleep
-from bot.parameters import request_parameters
-from bot.prompt import build_request
-from bot.render import Renderer, renderer_for
-from bot.store import Store
-from bot.surface import Surface
-from bot.tokens import estimate_tokens
+from bot.drawing.pacing import Clock, EditBudget, Sleep
+from bot.drawing.render import Renderer, renderer_for
+from bot.drawing.surface import Surface
+from bot.errors import LimitReached, RequestRejected, StreamInterrupted, UserFacingError
+from bot.limits import Limits, LimitSettings
+from bot.model.llm import ChatRequest, StreamEnd, StreamEvent, TextDelta
+from bot.model.parameters import request_parameters
+from bot.model.prompt import build_request
+from bot.model.tokens import estimate_tokens
+from bot.storage.locking import ConversationGate
+from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +62,13 @@ class ServiceConfig:
 
     default_model: str
     default_system_prompt: str = ""
-    history_tokens: int = 32_000
-    max_images: int = 8
-    max_attachment_bytes: int = 20 * 1024 * 1024
-    max_text_attachment_bytes: int = 64 * 1024
+    history_tokens: int = defaults.HISTORY_TOKENS
+    max_images: int = defaults.MAX_IMAGES
+    max_attachment_bytes: int = defaults.MAX_ATTACHMENT_BYTES
+    max_text_attachment_bytes: int = defaults.MAX_TEXT_ATTACHMENT_BYTES
     allowed_models: tuple[str, ...] = ()
-    max_completion_tokens: int = 8192
-    max_request_bytes: int = 15_000_000
+    max_completion_tokens: int = defaults.MAX_COMPLETION_TOKENS
+    max_request_bytes: int = defaults.MAX_REQUEST_BYTES
     partial_save_seconds: float = 3.0
     limits: LimitSettings = field(default_factory=LimitSettings)
 

@@ -7,7 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy import Connection
 
-from bot.schema import Base
+from bot.storage.schema import Base
 
 target_metadata = Base.metadata
 
@@ -27,7 +27,7 @@ def run_on(connection: Connection) -> None:
 async def run_from_settings() -> None:
     """Open DATABASE_URL ourselves, for the `alembic` command line."""
     from bot.config import load_settings
-    from bot.database import create_engine
+    from bot.storage.database import create_engine
 
     engine = create_engine(load_settings().database_url)
     async with engine.begin() as connection:

@@ -14,8 +14,8 @@ import pytest
 
 from bot.app import Core, open_core
 from bot.config import Settings, load_settings
-from bot.database import create_engine, migrate
-from bot.store import Store
+from bot.storage.database import create_engine, migrate
+from bot.storage.store import Store
 from tests.fakes.model_server import FakeModelServer
 
 API_KEY = "test-key"

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, insert, select
 
 from bot.app import EVENT_MEMORY, prune_events
-from bot.schema import ProcessedEventRow
-from bot.store import Store
+from bot.storage.schema import ProcessedEventRow
+from bot.storage.store import Store
 from tests.support.clock import FakeClock
 
 

@@ -6,8 +6,8 @@ import pytest
 
 from bot.commands import CommandContext, Commands
 from bot.conversation import Author, ConversationKey, Role, TextPart, Turn, Usage
-from bot.parameters import ChannelSettings
-from bot.store import Store
+from bot.model.parameters import ChannelSettings
+from bot.storage.store import Store
 
 KEY = ConversationKey("test", "w", "c", "t")
 ADMIN = CommandContext(KEY, Author("a1", "Admin", can_configure=True))

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import Settings, load_settings
+from bot.errors import ConfigError
 from bot.logs import SecretMask
 from tests.support.process import bot_environment
 

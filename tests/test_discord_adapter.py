@@ -29,10 +29,11 @@ from adapters.discord_bot.events import conversation_key
 from adapters.discord_bot.surface import STOP_ID, DiscordSurface, DiscordTuning
 from bot.app import Core, open_core
 from bot.attachments import format_sizes
-from bot.config import ConfigError, Settings
+from bot.config import Settings
 from bot.conversation import Role, TurnStatus
-from bot.pacing import EditBudget
-from bot.render import EditRenderer
+from bot.drawing.pacing import EditBudget
+from bot.drawing.render import EditRenderer
+from bot.errors import ConfigError
 from tests.fakes.discord_server import FakeDiscord, FakeUser, Perm
 from tests.fakes.model_server import FakeModelServer, Reply, message_text, split_text
 from tests.support.clock import FakeClock

@@ -28,7 +28,7 @@ def no_tracebacks(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     caplog.set_level(logging.INFO)
     yield
     bad = [r for r in caplog.get_records("call")
-           if r.exc_info or (r.levelno >= logging.ERROR and r.name != "bot.store")]
+           if r.exc_info or (r.levelno >= logging.ERROR and r.name != "bot.storage.store")]
     assert not bad, [r.getMessage() for r in bad]
 
 

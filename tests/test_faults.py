@@ -40,11 +40,11 @@ from bot.conversation import (
     TextPart,
     Turn,
 )
-from bot.database import create_engine, migrate
 from bot.limits import Limits, LimitSettings
-from bot.llm import ModelClient, create_http_client
+from bot.model.llm import ModelClient, create_http_client
 from bot.service import GENERIC_FAILURE, Service, ServiceConfig
-from bot.store import Store
+from bot.storage.database import create_engine, migrate
+from bot.storage.store import Store
 from tests.conftest import API_KEY, POSTGRES_ADMIN_DSN
 from tests.fakes.model_server import (
     Behaviour,

@@ -16,9 +16,9 @@ import pytest
 from bot.commands import CommandContext
 from bot.conversation import Attachment, Author, ConversationKey, Incoming, Role, TurnStatus
 from bot.limits import Limits, LimitSettings
-from bot.llm import ChatRequest, ModelClient, StreamEvent, create_http_client
+from bot.model.llm import ChatRequest, ModelClient, StreamEvent, create_http_client
 from bot.service import Service, ServiceConfig
-from bot.store import Store
+from bot.storage.store import Store
 from tests.conftest import API_KEY
 from tests.fakes.model_server import FakeModelServer, Hang, Reply, Status
 from tests.support.clock import FakeClock

@@ -18,10 +18,10 @@ import httpx
 import pytest
 
 from bot.conversation import Author, ConversationKey, Incoming, Role, TurnStatus
-from bot.database import create_engine, migrate
-from bot.llm import ChatRequest, ModelClient, StreamEnd, TextDelta, create_http_client
+from bot.model.llm import ChatRequest, ModelClient, StreamEnd, TextDelta, create_http_client
 from bot.service import ReplyOutcome, Service, ServiceConfig
-from bot.store import Store
+from bot.storage.database import create_engine, migrate
+from bot.storage.store import Store
 from tests.conftest import API_KEY
 from tests.fakes.model_server import (
     Endless,
@@ -246,7 +246,7 @@ async def test_an_html_page_instead_of_a_stream_is_reported_and_stored_as_failed
     store: Store, http: httpx.AsyncClient, model_api: FakeModelServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="bot.llm")
+    caplog.set_level(logging.WARNING, logger="bot.model.llm")
     model_api.script("direct", HtmlPage())
     model_api.script("api", HtmlPage())
     surface = RecordingSurface()
@@ -288,7 +288,7 @@ async def test_a_non_json_event_ends_the_answer_and_keeps_the_text_before_it(
     store: Store, http: httpx.AsyncClient, model_api: FakeModelServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="bot.llm")
+    caplog.set_level(logging.WARNING, logger="bot.model.llm")
     model_api.script("direct", NotJsonEvent(after_chunks=1, text="one two three four"))
     surface = RecordingSurface()
 

@@ -13,11 +13,12 @@ import httpx
 import pytest
 
 from bot.conversation import Author, ConversationKey, Incoming, Role
-from bot.database import create_engine
-from bot.llm import ModelClient, create_http_client
-from bot.locking import ConversationBusy, ConversationGate
+from bot.errors import ConversationBusy
+from bot.model.llm import ModelClient, create_http_client
 from bot.service import Service, ServiceConfig
-from bot.store import Store
+from bot.storage.database import create_engine
+from bot.storage.locking import ConversationGate
+from bot.storage.store import Store
 from tests.conftest import API_KEY
 from tests.fakes.model_server import FakeModelServer, Reply
 from tests.support.clock import FakeClock

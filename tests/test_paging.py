@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from bot.paging import paginate, safe_length
+from bot.drawing.paging import paginate, safe_length
 
 LIMIT = 200
 

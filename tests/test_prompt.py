@@ -9,8 +9,8 @@ import os
 from typing import Any
 
 from bot.conversation import ImagePart, Role, TextPart, Turn
-from bot.llm import ChatRequest
-from bot.prompt import OMITTED_IMAGE, build_request
+from bot.model.llm import ChatRequest
+from bot.model.prompt import OMITTED_IMAGE, build_request
 
 PARAMETERS = {"model": "gemini-3.1-flash-lite-preview"}
 

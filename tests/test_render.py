@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.pacing import EditBudget
-from bot.render import EditRenderer, StreamRenderer
-from bot.surface import RateLimited, SurfaceLimits
+from bot.drawing.pacing import EditBudget
+from bot.drawing.render import EditRenderer, StreamRenderer
+from bot.drawing.surface import SurfaceLimits
+from bot.errors import RateLimited
 from tests.support.clock import FakeClock
 from tests.support.surfaces import RecordingSurface
 

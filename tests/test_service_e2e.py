@@ -24,11 +24,11 @@ from bot.conversation import (
     Role,
     TurnStatus,
 )
-from bot.database import create_engine, migrate
-from bot.llm import ModelClient, create_http_client
+from bot.errors import DeliveryFailed
+from bot.model.llm import ModelClient, create_http_client
 from bot.service import Service, ServiceConfig
-from bot.store import Store
-from bot.surface import DeliveryFailed
+from bot.storage.database import create_engine, migrate
+from bot.storage.store import Store
 from tests.conftest import API_KEY
 from tests.fakes.model_server import (
     Cut,

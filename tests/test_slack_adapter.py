@@ -28,8 +28,8 @@ from adapters.slack_bot.surface import DEFAULT_TUNING, THINKING, Place, SlackSur
 from bot.app import Core, open_core
 from bot.config import Settings
 from bot.conversation import ConversationKey, Role
-from bot.pacing import EditBudget
-from bot.render import EditRenderer
+from bot.drawing.pacing import EditBudget
+from bot.drawing.render import EditRenderer
 from tests.fakes.model_server import FakeModelServer, Reply, Slow
 from tests.fakes.slack_server import (
     ADMIN_USER_ID,

@@ -21,11 +21,11 @@ from bot.conversation import (
     Turn,
     Usage,
 )
-from bot.database import alembic_config, create_engine, migrate
-from bot.parameters import ChannelSettings
-from bot.schema import Base
-from bot.store import Store
-from bot.tokens import estimate_tokens
+from bot.model.parameters import ChannelSettings
+from bot.model.tokens import estimate_tokens
+from bot.storage.database import alembic_config, create_engine, migrate
+from bot.storage.schema import Base
+from bot.storage.store import Store
 
 KEY = ConversationKey("test", "w", "c", "t")
 

@@ -22,10 +22,10 @@ from bot.conversation import (
     TurnStatus,
     Usage,
 )
-from bot.database import create_engine, migrate
 from bot.errors import StoreUnavailable
-from bot.schema import ConversationRow, ImageRow, TurnRow
-from bot.store import Store
+from bot.storage.database import create_engine, migrate
+from bot.storage.schema import ConversationRow, ImageRow, TurnRow
+from bot.storage.store import Store
 
 BUDGET = 32_000
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bot.config import Settings
+from bot import Settings
 
 NOT_SERVED = "I'm not available here: the bot's operator limits it to some servers."
 NO_DMS = "I'm not available in direct messages: the bot's operator turned them off."

@@ -18,9 +18,7 @@ from adapters.discord_bot.commands import GeminiCommands
 from adapters.discord_bot.files import DiscordFiles
 from adapters.discord_bot.replies import Replies, answer_finished
 from adapters.discord_bot.surface import DiscordTuning, StopView
-from bot.app import Core
-from bot.background import BackgroundWork
-from bot.config import ConfigError
+from bot import BackgroundWork, ConfigError, Core
 
 log = logging.getLogger(__name__)
 

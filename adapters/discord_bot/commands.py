@@ -11,9 +11,14 @@ from discord import app_commands
 
 from adapters.discord_bot.access import Access
 from adapters.discord_bot.events import interaction_author, key_of_channel, scope_channel_id
-from bot.commands import CommandContext, Commands
-from bot.errors import UserFacingError
-from bot.parameters import MAX_SYSTEM_PROMPT_CHARS, PARAMETERS, Parameter
+from bot import (
+    MAX_SYSTEM_PROMPT_CHARS,
+    PARAMETERS,
+    CommandContext,
+    Commands,
+    Parameter,
+    UserFacingError,
+)
 
 log = logging.getLogger(__name__)
 

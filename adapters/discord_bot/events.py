@@ -7,7 +7,7 @@ import re
 import discord
 
 from adapters.discord_bot.access import Access
-from bot.conversation import Author, ConversationKey
+from bot import Author, ConversationKey
 
 PLATFORM = "discord"
 DM_WORKSPACE = "dm"

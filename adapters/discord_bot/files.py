@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import discord
 import httpx
 
-from bot.conversation import Attachment
+from bot import Attachment
 
 DISCORD_FILE_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})
 """Where Discord serves attachments (`url` and `proxy_url` of a message's attachments)."""

@@ -24,10 +24,7 @@ from adapters.discord_bot.events import (
 )
 from adapters.discord_bot.files import DiscordFiles
 from adapters.discord_bot.surface import DiscordSurface, DiscordTuning
-from bot.conversation import ConversationKey, Incoming
-from bot.errors import UserFacingError
-from bot.pacing import EditBudgets
-from bot.service import WARNING, Service
+from bot import WARNING, ConversationKey, EditBudgets, Incoming, Service, UserFacingError
 
 if TYPE_CHECKING:
     from discord.abc import MessageableChannel

@@ -10,7 +10,7 @@ from typing import Any
 
 import discord
 
-from bot.surface import DeliveryFailed, RateLimited, SurfaceLimits
+from bot import DeliveryFailed, RateLimited, SurfaceLimits
 
 log = logging.getLogger(__name__)
 

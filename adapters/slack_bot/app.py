@@ -23,9 +23,7 @@ from adapters.slack_bot.listeners import Listeners
 from adapters.slack_bot.people import People
 from adapters.slack_bot.replies import Replies
 from adapters.slack_bot.surface import DEFAULT_TUNING, SlackTuning
-from bot.app import Core
-from bot.background import BackgroundWork
-from bot.config import ConfigError
+from bot import BackgroundWork, ConfigError, Core
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from adapters.slack_bot.events import SlashCommand
 from adapters.slack_bot.mrkdwn import to_mrkdwn
 from adapters.slack_bot.people import People
-from bot.commands import CommandContext, Commands
+from bot import CommandContext, Commands
 
 CHANNEL_RESET = (
     "Slash commands cannot see threads, and in a channel each thread is its own conversation: "

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from slack_sdk.errors import SlackApiError
 
-from bot.surface import DeliveryFailed, RateLimited
+from bot import DeliveryFailed, RateLimited
 
 DEFAULT_RETRY_AFTER = 1.0
 DELIVERY_ERRORS = frozenset({

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from bot.conversation import ConversationKey
+from bot import ConversationKey
 
 PLATFORM = "slack"
 DM_THREAD = "dm"

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import httpx
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.conversation import Attachment
+from bot import Attachment
 
 log = logging.getLogger(__name__)
 

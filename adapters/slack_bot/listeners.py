@@ -32,7 +32,7 @@ from adapters.slack_bot.events import (
     parse_message,
 )
 from adapters.slack_bot.replies import Replies
-from bot.service import Service
+from bot import Service
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack_bot.errors import describe
-from bot.conversation import Author
-from bot.pacing import Clock
+from bot import Author, Clock
 
 log = logging.getLogger(__name__)
 

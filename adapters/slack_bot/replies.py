@@ -15,9 +15,7 @@ from adapters.slack_bot.surface import (
     SlackSurface,
     SlackTuning,
 )
-from bot.conversation import Incoming
-from bot.pacing import EditBudgets
-from bot.service import Service
+from bot import EditBudgets, Incoming, Service
 
 log = logging.getLogger(__name__)
 

@@ -12,14 +12,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack_bot.errors import as_surface_errors, describe, is_passing
 from adapters.slack_bot.events import is_dm_channel
 from adapters.slack_bot.mrkdwn import quiet, settled
-from bot.pacing import EditBudget, Sleep
-from bot.surface import DeliveryFailed, RateLimited, SurfaceLimits
+from bot import DeliveryFailed, EditBudget, RateLimited, Sleep, SurfaceLimits, retry_until_done
 
 log = logging.getLogger(__name__)
 
 THINKING = "is thinking…"
-FINAL_ATTEMPTS = 8
-MAX_BACKOFF = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,20 +172,13 @@ class SlackStream:
 
     async def close(self) -> str:
         """Send all remaining text, finish the message and return its ts."""
-        backoff = 1.0
-        for attempt in range(1, FINAL_ATTEMPTS + 1):
-            try:
-                return await self._send(stop=True)
-            except RateLimited as limited:
-                await self._sleep(limited.retry_after)
-            except DeliveryFailed:
-                raise
-            except Exception as exc:
-                log.warning("%s: finishing the message failed (attempt %d): %s",
-                            self._place, attempt, describe(exc))
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
-        raise DeliveryFailed(f"the message in {self._place} could not be finished")
+
+        async def wait(limited: RateLimited) -> None:
+            await self._sleep(limited.retry_after)
+
+        return await retry_until_done(lambda: self._send(stop=True),
+                                      what=f"finishing the message in {self._place}",
+                                      sleep=self._sleep, rate_limited=wait)
 
     async def _send(self, *, stop: bool) -> str:
         if self._streaming:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bot.surface import SurfaceLimits
+from bot.drawing.surface import SurfaceLimits
 
 
 @dataclass

@@ -6,17 +6,18 @@ import asyncio
 import contextlib
 import logging
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from bot.pacing import Clock, EditBudget, Sleep
-from bot.paging import Page, open_fence_at_end, paginate, safe_length
-from bot.surface import DeliveryFailed, RateLimited, StreamingSurface, Surface, TextStream
+from bot.drawing.pacing import Clock, EditBudget, Sleep
+from bot.drawing.paging import Page, open_fence_at_end, paginate, safe_length
+from bot.drawing.retry import retry_until_done
+from bot.drawing.surface import StreamingSurface, Surface, TextStream
+from bot.errors import DeliveryFailed, RateLimited
 
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY = 8.0
-FINAL_ATTEMPTS = 8
-MAX_BACKOFF = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +35,7 @@ class _Shown:
     final: bool
 
 
-class Renderer:
+class Renderer(ABC):
     """What both renderers share: the growing text, the drawing loop, pacing, progress.
 
     Drawing runs in a background task: it wakes when text arrives, waits until the pace
@@ -69,9 +70,9 @@ class Renderer:
         return self._text
 
     @property
+    @abstractmethod
     def has_output(self) -> bool:
         """Whether anything has been shown yet."""
-        raise NotImplementedError
 
     @property
     def message_ids(self) -> tuple[str, ...]:
@@ -178,29 +179,26 @@ class Renderer:
                 log.exception("drawing an intermediate version failed")
 
     async def _draw_final(self) -> None:
-        backoff = 1.0
-        for attempt in range(FINAL_ATTEMPTS):
+        async def attempt() -> None:
             await self._wait_for_rate_limit()
-            try:
-                await self._draw(final=True)
-                return
-            except RateLimited as limited:
-                self._rate_limited(limited)
-            except DeliveryFailed as exc:
-                self._lost(exc)
-                return
-            except Exception:
-                log.exception("drawing the final version failed (attempt %d)", attempt + 1)
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
-        log.error("gave up showing the final text after %d attempts", FINAL_ATTEMPTS)
-        self._failed = True
+            await self._draw(final=True)
 
+        async def note(limited: RateLimited) -> None:
+            self._rate_limited(limited)
+
+        try:
+            await retry_until_done(attempt, what="drawing the final text", sleep=self._sleep,
+                                   rate_limited=note)
+        except DeliveryFailed as exc:
+            self._lost(exc)
+
+    @abstractmethod
     async def _draw(self, *, final: bool) -> None:
-        raise NotImplementedError
+        """Show the text so far (or, when `final`, the complete text and note)."""
 
+    @abstractmethod
     def _message_ids(self) -> tuple[str, ...]:
-        raise NotImplementedError
+        """The platform ids of the messages shown so far."""
 
 
 class EditRenderer(Renderer):

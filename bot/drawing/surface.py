@@ -19,18 +19,6 @@ class SurfaceLimits:
     final_edit_marks: bool = False
 
 
-class RateLimited(Exception):
-    """The platform refused an edit or post for now; try again after `retry_after` seconds."""
-
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"rate limited for {retry_after:.1f}s")
-        self.retry_after = retry_after
-
-
-class DeliveryFailed(Exception):
-    """The message can no longer be posted or edited (deleted thread, lost permission)."""
-
-
 class Surface(Protocol):
     """Where one reply is drawn: post a message, edit it, show that an answer is coming.
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.conversation import ConversationKey
-from bot.errors import UserFacingError
-from bot.pacing import Sleep
-from bot.schema import utcnow
-from bot.store import Store
+from bot.drawing.pacing import Sleep
+from bot.errors import ConversationBusy, UserFacingError
+from bot.storage.schema import utcnow
+from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +25,6 @@ MAX_WAIT_SECONDS = 300.0
 
 WallClock = Callable[[], datetime]
 """The current time, timezone-aware, as lease rows store it."""
-
-
-class ConversationBusy(UserFacingError):
-    """Another answer in the conversation has been written for longer than we wait."""
 
 
 @dataclass(slots=True)

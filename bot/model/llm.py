@@ -22,8 +22,19 @@ from httpx_sse import ServerSentEvent, aconnect_sse
 from httpx_sse._decoders import SSEDecoder
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from bot import defaults
 from bot.conversation import Usage
-from bot.errors import UserFacingError
+from bot.errors import (
+    AnswerTooLong,
+    AnswerTooSlow,
+    ApiKeyRejected,
+    MalformedStream,
+    ModelError,
+    ModelRateLimited,
+    ModelUnavailable,
+    RequestRejected,
+    StreamInterrupted,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,18 +100,20 @@ class ChatRequest:
         }
 
 
-class _Strict(BaseModel):
+class _ApiObject(BaseModel):
+    """An object the API sends: fields we do not know are ignored, so new ones break nothing."""
+
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-class ChunkDelta(_Strict):
+class ChunkDelta(_ApiObject):
     """The new part of the answer in one chunk."""
 
     role: str | None = None
     content: str | None = None
 
 
-class ChunkChoice(_Strict):
+class ChunkChoice(_ApiObject):
     """One choice of a chunk (a chat bot asks for one)."""
 
     index: int = 0
@@ -108,13 +121,13 @@ class ChunkChoice(_Strict):
     finish_reason: str | None = None
 
 
-class CompletionTokensDetails(_Strict):
+class CompletionTokensDetails(_ApiObject):
     """The breakdown of completion tokens."""
 
     reasoning_tokens: int | None = 0
 
 
-class ChunkUsage(_Strict):
+class ChunkUsage(_ApiObject):
     """Token usage, sent in the last chunk when asked for with include_usage."""
 
     prompt_tokens: int | None = 0
@@ -132,7 +145,7 @@ class ChunkUsage(_Strict):
         )
 
 
-class ApiError(_Strict):
+class ApiError(_ApiObject):
     """The error object of an error response or a mid-stream error event."""
 
     message: str = ""
@@ -140,7 +153,7 @@ class ApiError(_Strict):
     code: int | str | None = None
 
 
-class ChatChunk(_Strict):
+class ChatChunk(_ApiObject):
     """One `data:` event of the stream."""
 
     id: str = ""
@@ -148,53 +161,6 @@ class ChatChunk(_Strict):
     choices: list[ChunkChoice] = []
     usage: ChunkUsage | None = None
     error: ApiError | None = None
-
-
-# ModelError                   the message is written for the chat
-#  ├── ApiKeyRejected          401/403
-#  ├── RequestRejected         other 4xx
-#  ├── ModelRateLimited        429 after the retries
-#  ├── ModelUnavailable        connect errors, timeouts, 5xx before any answer
-#  ├── MalformedStream         a 200 that is not an event stream, a non-JSON or oversized event
-#  └── StreamInterrupted       the stream stopped before [DONE]
-#       ├── AnswerTooLong      the bot cut the answer at its length limit
-#       └── AnswerTooSlow      the bot cut the answer at its time limit
-
-
-class ModelError(UserFacingError):
-    """The model API could not give a (complete) answer; the message is for the chat."""
-
-
-class ApiKeyRejected(ModelError):
-    """401/403: the key is wrong, expired or not allowed this model."""
-
-
-class RequestRejected(ModelError):
-    """400 and other 4xx: the API refused the request and said why."""
-
-
-class ModelRateLimited(ModelError):
-    """429 after the allowed retries."""
-
-
-class ModelUnavailable(ModelError):
-    """Connection failures, timeouts and 5xx before any answer arrived."""
-
-
-class MalformedStream(ModelError):
-    """A 200 that is not the event stream asked for, or an event that cannot be read."""
-
-
-class StreamInterrupted(ModelError):
-    """The stream stopped before `[DONE]`: cut, timed out, or an error event."""
-
-
-class AnswerTooLong(StreamInterrupted):
-    """The answer passed the bot's length limit; the text up to the limit is kept."""
-
-
-class AnswerTooSlow(StreamInterrupted):
-    """The answer took longer than the bot's reply timeout; the text so far is kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,11 +207,11 @@ class ModelClient:
         direct_url: str,
         api_url: str,
         *,
-        rate_limit_retries: int = 3,
+        rate_limit_retries: int = defaults.RATE_LIMIT_RETRIES,
         max_retry_after: float = 30.0,
-        max_answer_chars: int = 40_000,
-        reply_timeout: float = 300.0,
-        idle_timeout: float = 60.0,
+        max_answer_chars: int = defaults.MAX_ANSWER_CHARS,
+        reply_timeout: float = defaults.REPLY_TIMEOUT,
+        idle_timeout: float = defaults.READ_TIMEOUT,
         secrets: Sequence[str] = (),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:

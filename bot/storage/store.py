@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, cast
 
-from sqlalchemy import Table, bindparam, delete, exists, func, insert, select, update
+from sqlalchemy import Row, Table, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -30,8 +30,9 @@ from bot.conversation import (
     Usage,
 )
 from bot.errors import StoreUnavailable
-from bot.parameters import ChannelSettings
-from bot.schema import (
+from bot.model.parameters import ChannelSettings
+from bot.model.tokens import estimate_tokens
+from bot.storage.schema import (
     ChannelSettingsRow,
     ConversationLeaseRow,
     ConversationRow,
@@ -43,7 +44,6 @@ from bot.schema import (
     UsageRow,
     utcnow,
 )
-from bot.tokens import estimate_tokens
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _whole(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+def _runs_to_completion(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Let a store call finish even when its caller is cancelled (a shutdown, a Stop click).
 
     A transaction cut half-way can leave a connection holding SQLite's write lock; so the
@@ -187,7 +187,7 @@ class Store:
             found = await connection.scalar(select(ConversationRow.id).where(where))
         return found
 
-    @_whole
+    @_runs_to_completion
     async def add_turn(self, key: ConversationKey, turn: Turn, *, billed_to: str = "") -> int:
         """Store a turn (its images once each, its message ids, its usage billed to
         `billed_to`, else to its author); return its id."""
@@ -195,7 +195,7 @@ class Store:
             _, turn_id = await self._insert_turn(connection, key, turn, billed_to)
             return turn_id
 
-    @_whole
+    @_runs_to_completion
     async def save_answer(
         self, key: ConversationKey, turn: Turn, *, turn_id: int | None, billed_to: str
     ) -> int:
@@ -217,7 +217,7 @@ class Store:
             await self._record_usage(connection, key, turn, billed_to)
             return turn_id
 
-    @_whole
+    @_runs_to_completion
     async def add_question(
         self, key: ConversationKey, turn: Turn, token_budget: int, max_images: int
     ) -> tuple[ChannelSettings, list[Turn]]:
@@ -300,7 +300,7 @@ class Store:
                 )
             )
 
-    @_whole
+    @_runs_to_completion
     async def refuse_images(self, hashes: Iterable[str]) -> None:
         """Mark images the model API refused, so later requests leave them out."""
         wanted = list(dict.fromkeys(hashes))
@@ -311,7 +311,7 @@ class Store:
                 update(ImageRow).where(ImageRow.sha256.in_(wanted)).values(refused=True)
             )
 
-    @_whole
+    @_runs_to_completion
     async def history(
         self, key: ConversationKey, token_budget: int, max_images: int
     ) -> list[Turn]:
@@ -372,7 +372,7 @@ class Store:
             before = page[-1][0]
             size *= 2
 
-    @_whole
+    @_runs_to_completion
     async def forget(self, key: ConversationKey) -> int:
         """Delete a conversation's turns, and the images no other turn shows (usage records
         stay); return how many turns went."""
@@ -400,13 +400,13 @@ class Store:
                 ))
             return int(result.rowcount or 0)
 
-    @_whole
+    @_runs_to_completion
     async def has_conversation(self, key: ConversationKey) -> bool:
         """Whether the bot has ever taken part in this conversation."""
         async with self._transaction() as connection:
             return await self._conversation_id(connection, key, create=False) is not None
 
-    @_whole
+    @_runs_to_completion
     async def conversation_of_message(
         self, platform: str, message_id: str
     ) -> ConversationKey | None:
@@ -430,7 +430,7 @@ class Store:
             ).first()
         return ConversationKey(*row) if row is not None else None
 
-    @_whole
+    @_runs_to_completion
     async def channel_settings(self, channel: ChannelKey) -> ChannelSettings:
         """The channel's settings, empty when none were ever set."""
         async with self._transaction() as connection:
@@ -444,7 +444,7 @@ class Store:
             return ChannelSettings()
         return ChannelSettings(system_prompt=row[0], parameters=dict(row[1] or {}))
 
-    @_whole
+    @_runs_to_completion
     async def save_channel_settings(
         self, channel: ChannelKey, settings: ChannelSettings, updated_by: str
     ) -> None:
@@ -466,7 +466,7 @@ class Store:
                 )
             )
 
-    @_whole
+    @_runs_to_completion
     async def usage_totals(
         self, channel: ChannelKey, since: timedelta | None = None
     ) -> UsageTotals:
@@ -483,7 +483,7 @@ class Store:
             row = (await connection.execute(query)).one()
         return UsageTotals(*(int(value) for value in row))
 
-    @_whole
+    @_runs_to_completion
     async def tokens_used_by_user(self, platform: str, user_id: str, since: datetime) -> int:
         """Prompt and answer tokens billed to a person on a platform since `since`."""
         query = select(func.coalesce(func.sum(USAGE_TOKENS), 0)).where(
@@ -494,7 +494,7 @@ class Store:
         async with self._transaction() as connection:
             return int(await connection.scalar(query) or 0)
 
-    @_whole
+    @_runs_to_completion
     async def tokens_used_in_channel(self, channel: ChannelKey, since: datetime) -> int:
         """Prompt and answer tokens used in a channel since `since`."""
         query = select(func.coalesce(func.sum(USAGE_TOKENS), 0)).where(
@@ -503,7 +503,7 @@ class Store:
         async with self._transaction() as connection:
             return int(await connection.scalar(query) or 0)
 
-    @_whole
+    @_runs_to_completion
     async def top_users(
         self, channel: ChannelKey, since: datetime, limit: int = 5
     ) -> list[tuple[str, int]]:
@@ -519,7 +519,7 @@ class Store:
         async with self._transaction() as connection:
             return [(user, int(tokens)) for user, tokens in (await connection.execute(query))]
 
-    @_whole
+    @_runs_to_completion
     async def claim_event(self, platform: str, event_id: str) -> bool:
         """Record an event id; False when it was already recorded (a redelivery)."""
         try:
@@ -533,7 +533,7 @@ class Store:
         except IntegrityError:
             return False
 
-    @_whole
+    @_runs_to_completion
     async def claim_lease(self, key: ConversationKey, holder: str, seconds: float,
                           now: datetime | None = None) -> bool:
         """Take (or extend) the conversation's lease for `seconds` from `now` (the current
@@ -541,20 +541,19 @@ class Store:
         now = utcnow() if now is None else now
         async with self._transaction() as connection:
             conversation_id = await self._conversation_id(connection, key, create=True)
-            statement = _upsert(connection, LEASES).values(
+            claim = _upsert(connection, LEASES).values(
                 conversation_id=conversation_id, holder=bounded(holder, 64),
                 expires_at=now + timedelta(seconds=seconds),
             )
-            statement = statement.on_conflict_do_update(
+            taking = claim.on_conflict_do_update(
                 index_elements=["conversation_id"],
-                set_={"holder": statement.excluded.holder,
-                      "expires_at": statement.excluded.expires_at},
+                set_={"holder": claim.excluded.holder, "expires_at": claim.excluded.expires_at},
                 where=(LEASES.c.expires_at < now) | (LEASES.c.holder == holder),
             ).returning(LEASES.c.holder)
-            taken = (await connection.execute(statement)).scalar_one_or_none()
+            taken = (await connection.execute(taking)).scalar_one_or_none()
         return bool(taken == holder)
 
-    @_whole
+    @_runs_to_completion
     async def release_lease(self, key: ConversationKey, holder: str) -> None:
         """Give the conversation's lease back, if `holder` still has it."""
         async with self._transaction() as connection:
@@ -564,7 +563,7 @@ class Store:
                                      LEASES.c.holder == holder)
             )
 
-    @_whole
+    @_runs_to_completion
     async def forget_events_before(self, cutoff: datetime) -> int:
         """Drop processed-event records older than `cutoff`; return how many."""
         async with self._transaction() as connection:
@@ -574,7 +573,7 @@ class Store:
             return int(result.rowcount or 0)
 
 
-def _upsert(connection: AsyncConnection, table: Any) -> Any:
+def _upsert(connection: AsyncConnection, table: Any) -> sqlite.Insert | postgresql.Insert:
     """The dialect's INSERT, which offers ON CONFLICT (SQLite and PostgreSQL only)."""
     dialect = connection.dialect.name
     if dialect == "sqlite":
@@ -657,8 +656,8 @@ def _newest_image_hashes(rows: Sequence[Any], limit: int) -> list[str]:
     return hashes
 
 
-def _turn_from_row(row: Any, images: dict[str, bytes]) -> Turn:
-    turn = row
+def _turn_from_row(turn: Row[Any], images: dict[str, bytes]) -> Turn:
+    """A stored turn; images in `images` carry their bytes."""
     parts: list[Part] = []
     for part in turn.parts:
         if part["type"] == "text":

@@ -7,10 +7,10 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from bot import defaults
 from bot.conversation import ImagePart, Role, TextPart, Turn
-from bot.llm import ChatMessage, ChatRequest, ImageContent, TextContent
+from bot.model.llm import ChatMessage, ChatRequest, ImageContent, TextContent
 
-DEFAULT_MAX_REQUEST_BYTES = 15_000_000
 OMITTED_IMAGE = "[an earlier image, not sent again]"
 
 Position = tuple[int, int]
@@ -19,7 +19,7 @@ Position = tuple[int, int]
 
 def build_request(
     system_prompt: str, turns: Sequence[Turn], parameters: dict[str, Any], *,
-    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    max_request_bytes: int = defaults.MAX_REQUEST_BYTES,
 ) -> ChatRequest:
     """The request: the system prompt, then each turn, with images as base64 data: URLs.
 

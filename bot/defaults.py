@@ -1,0 +1,20 @@
+"""The bot's default limits, defined once: the settings read them, and so do the objects that
+can be built without settings (in tests and benchmarks)."""
+
+from __future__ import annotations
+
+MODEL = "gemini-3.1-flash-lite-preview"
+HISTORY_TOKENS = 32_000
+MAX_IMAGES = 8
+MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
+MAX_TEXT_ATTACHMENT_BYTES = 64 * 1024
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 60.0
+RATE_LIMIT_RETRIES = 3
+USER_MESSAGES_PER_MINUTE = 6
+MAX_CONCURRENT_REPLIES = 32
+MAX_WAITING_PER_CONVERSATION = 3
+MAX_COMPLETION_TOKENS = 8192
+MAX_ANSWER_CHARS = 40_000
+REPLY_TIMEOUT = 300.0
+MAX_REQUEST_BYTES = 15_000_000

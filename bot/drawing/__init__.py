@@ -1,0 +1,1 @@
+"""Drawing answers on a platform: the surface contract, renderers, pages and pacing."""

@@ -1,0 +1,1 @@
+"""Talking to the model: the streaming client, requests, parameters, token estimates."""
