@@ -33,6 +33,7 @@ from bot.conversation import (
     Usage,
 )
 from bot.drawing.surface import SurfaceLimits
+from bot.limits import LimitSettings
 from bot.model.llm import ChatRequest, StreamEnd, StreamEvent, TextDelta
 from bot.service import Service, ServiceConfig
 from bot.storage.database import create_engine, migrate
@@ -132,7 +133,11 @@ async def main() -> None:
         engine = create_engine(url)
         await migrate(engine)
         store = Store(engine)
-        service = Service(store, InstantModel(), ServiceConfig(default_model="bench-model"))
+        # One person asks every question: the per-person message rate is off, the other
+        # limits (32 replies at once) stay at their defaults.
+        config = ServiceConfig(default_model="bench-model",
+                               limits=LimitSettings(user_messages_per_minute=0))
+        service = Service(store, InstantModel(), config)
         print(f"database: {engine.dialect.name}; {args.replies} replies per level; "
               f"answer of {len(ANSWER_CHUNKS)} chunks")
         for concurrency in (1, 50, 500):
