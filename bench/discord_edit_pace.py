@@ -24,10 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from adapters.discord_bot.app import GeminiClient  # noqa: E402
-from adapters.discord_bot.surface import DiscordTuning  # noqa: E402
+from adapters.discord_bot.settings import DiscordSettings  # noqa: E402
+from adapters.discord_bot.surface import DISCORD_TUNING  # noqa: E402
 from bot.app import open_core  # noqa: E402
 from bot.config import load_settings  # noqa: E402
-from tests.fakes.discord_server import FakeDiscord  # noqa: E402
+from tests.fakes.discord import FakeDiscord  # noqa: E402
 from tests.fakes.model_server import FakeModelServer, Reply, split_text  # noqa: E402
 
 API_KEY = "bench-key"
@@ -41,13 +42,14 @@ async def measure(words: int, delay: float) -> None:
             settings = load_settings(
                 evolink_api_key=API_KEY, evolink_direct_url=model_api.direct_url,
                 evolink_api_url=model_api.api_url,
-                database_url=f"sqlite+aiosqlite:///{folder}/bench.db",
-                discord_bot_token=fake.token, discord_api_url=fake.api_url,
-                discord_gateway_url=fake.gateway_url, _env_file=None,
+                database_url=f"sqlite+aiosqlite:///{folder}/bench.db", _env_file=None,
             )
+            discord = DiscordSettings.load(bot_token=fake.token, api_url=fake.api_url,
+                                           gateway_url=fake.gateway_url, _env_file=None)
             with fake.patch_discord():
                 async with open_core(settings) as core:
-                    client = GeminiClient(core, DiscordTuning(), guild_ready_timeout=0.05)
+                    client = GeminiClient(core, discord, DISCORD_TUNING,
+                                          guild_ready_timeout=0.05)
                     async with fake.client_running(client):
                         question = await fake.send_message(
                             fake.text_channel_id, fake.plain_user, "stream", mentions_bot=True)

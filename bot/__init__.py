@@ -17,7 +17,7 @@ Layers, each importing only from those below it:
 from bot.app import Core, open_core
 from bot.background import BackgroundWork
 from bot.commands import CommandContext, Commands
-from bot.config import Settings, load_settings
+from bot.config import BaseUrl, CommaList, EnvironmentSettings, Settings, load_settings
 from bot.conversation import (
     Attachment,
     Author,
@@ -54,8 +54,10 @@ __all__ = [
     "Attachment",
     "Author",
     "BackgroundWork",
+    "BaseUrl",
     "ChannelKey",
     "Clock",
+    "CommaList",
     "CommandContext",
     "Commands",
     "ConfigError",
@@ -65,6 +67,7 @@ __all__ = [
     "DownloadRefused",
     "EditBudget",
     "EditBudgets",
+    "EnvironmentSettings",
     "ImagePart",
     "Incoming",
     "Parameter",

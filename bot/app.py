@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
+from redis.asyncio import Redis
 
 from bot.config import Settings
-from bot.drawing.pacing import Sleep
+from bot.drawing.pacing import EditBudgets, Sleep
+from bot.drawing.shared_budget import BUDGET_KEY_PREFIX, edit_budgets
 from bot.errors import UserFacingError
 from bot.limits import LimitSettings
 from bot.model.llm import ModelClient, create_http_client
@@ -34,6 +36,14 @@ class Core:
     store: Store
     http: httpx.AsyncClient
     service: Service
+    redis: Redis | None = None
+
+    def edit_budgets(self, platform: str, rate: int, period: float, burst: int) -> EditBudgets:
+        """Budgets for one platform's scopes (`rate` calls per `period` seconds, bursts of
+        `burst`): shared by every replica through Redis when REDIS_URL is set, else this
+        process's own."""
+        return edit_budgets(rate, period, burst, redis=self.redis,
+                            prefix=f"{BUDGET_KEY_PREFIX}{platform}:")
 
 
 def service_config(settings: Settings) -> ServiceConfig:
@@ -59,8 +69,12 @@ def service_config(settings: Settings) -> ServiceConfig:
 
 
 @asynccontextmanager
-async def open_core(settings: Settings) -> AsyncIterator[Core]:
-    """Migrate and open the database, start the shared HTTP client, build the service."""
+async def open_core(settings: Settings, *, secrets: Iterable[str] = ()) -> AsyncIterator[Core]:
+    """Migrate and open the database, start the shared HTTP client, build the service.
+
+    The model client masks the core's secrets in its errors, and `secrets` too (the
+    adapters' tokens, which the launcher passes).
+    """
     api_key = settings.api_key()
     engine = create_engine(settings.database_url)
     await migrate(engine)
@@ -73,15 +87,31 @@ async def open_core(settings: Settings) -> AsyncIterator[Core]:
         max_answer_chars=settings.bot_max_answer_chars,
         reply_timeout=settings.bot_reply_timeout,
         idle_timeout=settings.bot_read_timeout,
-        secrets=settings.secrets(),
+        secrets=[*settings.secrets(), *secrets],
     )
+    redis = _redis_client(settings)
     try:
-        yield Core(settings, store, http, Service(store, model, service_config(settings)))
+        yield Core(settings, store, http, Service(store, model, service_config(settings)), redis)
     finally:
         pruning.cancel()
         await asyncio.gather(pruning, return_exceptions=True)
         await http.aclose()
+        if redis is not None:
+            await redis.aclose()
         await store.close()
+
+
+def _redis_client(settings: Settings) -> Redis | None:
+    """The Redis client replicas share budgets through, if REDIS_URL is set (the URL is never
+    logged: it may carry a password). On PostgreSQL without Redis, say once that budgets are
+    this process's own."""
+    if settings.redis_url is None:
+        if not settings.database_url.startswith("sqlite"):
+            log.warning("REDIS_URL is not set: each replica spends the platforms' rate budgets "
+                        "on its own; set REDIS_URL to share them")
+        return None
+    return Redis.from_url(settings.redis_url.get_secret_value(), socket_connect_timeout=1,
+                          socket_timeout=1)
 
 
 async def prune_events(store: Store, *, every: float = EVENT_PRUNE_SECONDS,

@@ -1,32 +1,97 @@
-"""Bot-wide configuration read from environment variables and an optional `.env` file."""
+"""The core's configuration, and the rules every settings class of the bot follows.
+
+Settings come from environment variables and an optional `.env` file. A settings class
+subclasses `EnvironmentSettings` and is read with its `load`, which turns any bad value into
+one ConfigError line naming the variable (`configuration error: VAR: expected ...`). The core
+reads `Settings` (BOT_*, EVOLINK_*, DATABASE_URL); each adapter has its own class with its
+own prefix (DISCORD_, SLACK_), and the launcher reads them all at start-up.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot import defaults
 from bot.errors import ConfigError
 
-IdList = Annotated[tuple[str, ...], NoDecode]
-NameList = Annotated[tuple[str, ...], NoDecode]
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
 
 
-class Settings(BaseSettings):
-    """Every setting the bot reads; field names are the environment variables, upper-cased."""
+def _base_url(value: str) -> str:
+    if not value.startswith(("http://", "https://", "ws://", "wss://")):
+        raise ValueError("a URL starting with http:// or https://")
+    return value.rstrip("/")
+
+
+CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_commas)]
+"""A list written in one variable as `a, b,c` (blanks dropped)."""
+BaseUrl = Annotated[str, AfterValidator(_base_url)]
+"""An http(s):// or ws(s):// URL, kept without its trailing slash."""
+
+
+class EnvironmentSettings(BaseSettings):
+    """Settings read from the environment and `.env`: empty values count as unset, unknown
+    variables are ignored, and the values are frozen. Field names are the variable names
+    after the class's `env_prefix`, lower-cased."""
 
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", env_ignore_empty=True, extra="ignore",
         frozen=True,
     )
 
+    @classmethod
+    def load(cls, **overrides: Any) -> Self:
+        """Read the settings (`overrides` by field name win), turning any validation failure
+        into one ConfigError line that names each bad variable."""
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            raise ConfigError(cls._describe(exc)) from None
+
+    @classmethod
+    def variable(cls, field: str) -> str:
+        """The environment variable of a field (`bot_token` of DISCORD_ is DISCORD_BOT_TOKEN)."""
+        return (cls.model_config.get("env_prefix", "") + field).upper()
+
+    def secrets(self) -> list[str]:
+        """Every secret value set (SecretStr fields), to mask in logs, errors and replies."""
+        values = (getattr(self, name) for name in type(self).model_fields)
+        return [v.get_secret_value() for v in values if isinstance(v, SecretStr)]
+
+    @classmethod
+    def _describe(cls, exc: ValidationError) -> str:
+        problems = []
+        for error in exc.errors(include_input=False, include_url=False):
+            name = cls.variable(str(error["loc"][0])) if error["loc"] else "configuration"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{name}: expected {message[0].lower()}{message[1:]}"
+                            if error["type"] == "value_error" else f"{name}: {message}")
+        return "configuration error: " + "; ".join(problems)
+
+
+class Settings(EnvironmentSettings):
+    """The core's settings: the model API, the database, and the BOT_* limits."""
+
     evolink_api_key: SecretStr | None = None
-    evolink_direct_url: str = "https://direct.evolink.ai"
-    evolink_api_url: str = "https://api.evolink.ai"
+    evolink_direct_url: BaseUrl = "https://direct.evolink.ai"
+    evolink_api_url: BaseUrl = "https://api.evolink.ai"
     bot_model: str = Field(defaults.MODEL, min_length=1)
     database_url: str = "sqlite+aiosqlite:///data/bot.db"
+    redis_url: SecretStr | None = None
 
     bot_system_prompt: str = ""
     bot_history_tokens: int = Field(defaults.HISTORY_TOKENS, ge=1_000, le=1_000_000)
@@ -46,64 +111,11 @@ class Settings(BaseSettings):
     bot_max_waiting_per_conversation: int = Field(
         defaults.MAX_WAITING_PER_CONVERSATION, ge=0, le=100
     )
-    bot_allowed_models: NameList = ()
+    bot_allowed_models: CommaList = ()
     bot_max_completion_tokens: int = Field(defaults.MAX_COMPLETION_TOKENS, ge=1, le=65_536)
     bot_max_answer_chars: int = Field(defaults.MAX_ANSWER_CHARS, ge=100, le=1_000_000)
     bot_reply_timeout: float = Field(defaults.REPLY_TIMEOUT, gt=0)
     bot_max_request_bytes: int = Field(defaults.MAX_REQUEST_BYTES, ge=100_000)
-
-    discord_bot_token: SecretStr | None = None
-    discord_api_url: str | None = None
-    discord_gateway_url: str | None = None
-    discord_guild_ids: IdList = ()
-    discord_admin_ids: IdList = ()
-    discord_channel_ids: IdList = ()
-    discord_role_ids: IdList = ()
-    discord_guild_allowlist: IdList = ()
-    discord_allow_dms: bool = True
-
-    slack_bot_token: SecretStr | None = None
-    slack_app_token: SecretStr | None = None
-    slack_signing_secret: SecretStr | None = None
-    slack_api_url: str | None = None
-    slack_admin_ids: IdList = ()
-
-    @field_validator(
-        "discord_guild_ids",
-        "discord_admin_ids",
-        "discord_channel_ids",
-        "discord_role_ids",
-        "discord_guild_allowlist",
-        "slack_admin_ids",
-        "bot_allowed_models",
-        mode="before",
-    )
-    @classmethod
-    def _split_ids(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
-
-    @field_validator("discord_guild_ids", "discord_admin_ids", "discord_channel_ids",
-                     "discord_role_ids", "discord_guild_allowlist")
-    @classmethod
-    def _numeric_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for item in value:
-            if not item.isdigit():
-                raise ValueError(f"a comma-separated list of numeric IDs, not {item!r}")
-        return value
-
-    @field_validator(
-        "evolink_direct_url", "evolink_api_url", "discord_api_url", "discord_gateway_url",
-        "slack_api_url",
-    )
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not value.startswith(("http://", "https://", "ws://", "wss://")):
-            raise ValueError("a URL starting with http:// or https://")
-        return value.rstrip("/")
 
     @field_validator("bot_log_level")
     @classmethod
@@ -118,24 +130,6 @@ class Settings(BaseSettings):
         """The models `/gemini set model` accepts: BOT_ALLOWED_MODELS, always with BOT_MODEL."""
         return tuple(dict.fromkeys((self.bot_model, *self.bot_allowed_models)))
 
-    @property
-    def discord_enabled(self) -> bool:
-        """Whether a Discord bot token is configured."""
-        return self.discord_bot_token is not None
-
-    @property
-    def slack_enabled(self) -> bool:
-        """Whether a Slack bot token and a way to receive events are configured."""
-        return self.slack_bot_token is not None and (
-            self.slack_app_token is not None or self.slack_signing_secret is not None
-        )
-
-    def secrets(self) -> list[str]:
-        """Every secret value configured (to mask in logs, errors and replies)."""
-        values = (self.evolink_api_key, self.discord_bot_token, self.slack_bot_token,
-                  self.slack_app_token, self.slack_signing_secret)
-        return [v.get_secret_value() for v in values if v is not None]
-
     def api_key(self) -> str:
         """The model API key, or a ConfigError naming the variable when it is not set."""
         if self.evolink_api_key is None or not self.evolink_api_key.get_secret_value():
@@ -146,18 +140,5 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read the settings, turning any validation failure into one ConfigError line."""
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
-
-
-def _describe(exc: ValidationError) -> str:
-    problems = []
-    for error in exc.errors(include_input=False, include_url=False):
-        name = str(error["loc"][0]).upper() if error["loc"] else "configuration"
-        message = str(error["msg"]).removeprefix("Value error, ")
-        problems.append(f"{name}: expected {message[0].lower()}{message[1:]}"
-                        if error["type"] == "value_error" else f"{name}: {message}")
-    return "configuration error: " + "; ".join(problems)
+    """Read the core's settings, turning any validation failure into one ConfigError line."""
+    return Settings.load(**overrides)

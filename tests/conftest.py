@@ -6,6 +6,7 @@ import os
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -89,16 +90,23 @@ async def postgres_url() -> AsyncIterator[str]:
         await drop()
 
 
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    """A store on a freshly migrated database (both backends)."""
-    engine = create_engine(database_url)
+@asynccontextmanager
+async def migrated_store(url: str) -> AsyncIterator[Store]:
+    """A store on the database at `url`, migrated first, closed after."""
+    engine = create_engine(url)
     await migrate(engine)
     store = Store(engine)
     try:
         yield store
     finally:
         await store.close()
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    """A store on a freshly migrated database (both backends)."""
+    async with migrated_store(database_url) as opened:
+        yield opened
 
 
 @pytest.fixture

@@ -9,12 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Settings, load_settings
+from adapters.discord_bot.settings import DiscordSettings
+from adapters.slack_bot.settings import SlackSettings
+from bot.config import EnvironmentSettings, Settings, load_settings
 from bot.errors import ConfigError
 from bot.logs import SecretMask
+from launcher.cli import Configuration
 from tests.support.process import bot_environment
 
 ROOT = Path(__file__).resolve().parent.parent
+GROUPS: tuple[type[EnvironmentSettings], ...] = (Settings, DiscordSettings, SlackSettings)
+"""Every settings class: the core's and each adapter's, read together by the launcher."""
 
 
 def test_defaults_match_the_design() -> None:
@@ -24,7 +29,8 @@ def test_defaults_match_the_design() -> None:
     assert settings.bot_model == "gemini-3.1-flash-lite-preview"
     assert settings.database_url == "sqlite+aiosqlite:///data/bot.db"
     assert settings.bot_http_port == 3000
-    assert not settings.discord_enabled and not settings.slack_enabled
+    assert not DiscordSettings.load(_env_file=None).enabled
+    assert not SlackSettings.load(_env_file=None).enabled
 
 
 def test_values_come_from_the_environment_and_a_dotenv_file(
@@ -37,7 +43,7 @@ def test_values_come_from_the_environment_and_a_dotenv_file(
     settings = load_settings(_env_file=env_file)
 
     assert settings.bot_model == "from-file"
-    assert settings.discord_guild_ids == ("1", "2", "3")
+    assert DiscordSettings.load(_env_file=env_file).guild_ids == ("1", "2", "3")
     assert settings.bot_http_port == 8080
 
 
@@ -56,7 +62,8 @@ def test_a_malformed_value_names_the_variable(
 ) -> None:
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigError) as caught:
-        load_settings(_env_file=None)
+        for group in GROUPS:
+            group.load(_env_file=None)
     message = str(caught.value)
     assert expected in message
     assert "\n" not in message
@@ -70,9 +77,9 @@ def test_missing_api_key_is_one_clear_error() -> None:
 def test_secrets_never_show_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EVOLINK_API_KEY", "sk-very-secret-1")
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-very-secret-2")
-    settings = load_settings(_env_file=None)
-    assert "very-secret" not in repr(settings)
-    assert "very-secret" not in str(settings.model_dump())
+    for settings in (load_settings(_env_file=None), SlackSettings.load(_env_file=None)):
+        assert "very-secret" not in repr(settings)
+        assert "very-secret" not in str(settings.model_dump())
 
 
 def test_a_bad_secret_value_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,6 +119,31 @@ def test_start_up_with_a_bad_value_prints_one_line_and_no_traceback(tmp_path: Pa
     ]
 
 
+def test_an_adapter_setting_stops_start_up_the_same_way(tmp_path: Path) -> None:
+    env = bot_environment(DISCORD_GUILD_IDS="12,abc", EVOLINK_API_KEY="k")
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "migrate"], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "configuration error: DISCORD_GUILD_IDS: expected a comma-separated list of numeric "
+        "IDs, not 'abc'"
+    ]
+
+
+def test_the_secrets_to_mask_include_the_adapters_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env here
+    secrets = {"EVOLINK_API_KEY": "sk-key-1", "DISCORD_BOT_TOKEN": "discord-token-2",
+               "SLACK_BOT_TOKEN": "xoxb-token-3", "SLACK_APP_TOKEN": "xapp-token-4",
+               "SLACK_SIGNING_SECRET": "signing-secret-5"}
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    assert sorted(Configuration.load().secrets()) == sorted(secrets.values())
+
+
 def test_start_up_without_an_api_key_says_so(tmp_path: Path) -> None:
     env = bot_environment(DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
     result = subprocess.run(
@@ -124,15 +156,18 @@ def test_start_up_without_an_api_key_says_so(tmp_path: Path) -> None:
 
 
 def test_the_example_env_file_loads_as_the_defaults() -> None:
-    settings = load_settings(_env_file=ROOT / ".env.example")
-    assert settings == load_settings(_env_file=None)
-    assert not settings.discord_enabled and not settings.slack_enabled
-    assert settings.evolink_api_key is None
+    for group in GROUPS:
+        assert group.load(_env_file=ROOT / ".env.example") == group.load(_env_file=None)
+    assert load_settings(_env_file=ROOT / ".env.example").evolink_api_key is None
+    assert not DiscordSettings.load(_env_file=ROOT / ".env.example").enabled
+    assert not SlackSettings.load(_env_file=ROOT / ".env.example").enabled
 
 
 def test_every_setting_is_documented_in_the_example_and_the_readme() -> None:
     example = (ROOT / ".env.example").read_text()
     readme = (ROOT / "README.md").read_text()
-    for name in Settings.model_fields:
-        assert f"\n{name.upper()}=" in example or f"\n# {name.upper()}=" in example, name
-        assert name.upper() in readme, name
+    for group in GROUPS:
+        for field in group.model_fields:
+            name = group.variable(field)
+            assert f"\n{name}=" in example or f"\n# {name}=" in example, name
+            assert name in readme, name

@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import discord
@@ -24,30 +24,39 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
+from adapters.common import PlatformTuning
 from adapters.discord_bot.app import MAX_RATELIMIT_WAIT, GeminiClient, invite_url, run_discord
 from adapters.discord_bot.events import conversation_key
-from adapters.discord_bot.surface import STOP_ID, DiscordSurface, DiscordTuning
+from adapters.discord_bot.replies import FINISHED
+from adapters.discord_bot.settings import DiscordSettings
+from adapters.discord_bot.surface import (
+    DISCORD_TUNING,
+    DiscordSurface,
+    stop_custom_id,
+)
 from bot.app import Core, open_core
 from bot.attachments import format_sizes
 from bot.config import Settings
 from bot.conversation import Role, TurnStatus
-from bot.drawing.pacing import EditBudget
+from bot.drawing.pacing import LocalEditBudget
 from bot.drawing.render import EditRenderer
 from bot.errors import ConfigError
-from tests.fakes.discord_server import FakeDiscord, FakeUser, Perm
+from tests.fakes.discord import FakeDiscord, FakeUser, Perm
 from tests.fakes.model_server import FakeModelServer, Reply, message_text, split_text
 from tests.support.clock import FakeClock
 from tests.support.surfaces import TimedSurface
 
-FAST = DiscordTuning(min_edit_interval=0.05, edit_rate=10, edit_period=0.5, edit_burst=2)
+FAST = replace(DISCORD_TUNING, min_edit_interval=0.05, edit_rate=10, edit_period=0.5,
+               edit_burst=2)
 JSON = dict[str, Any]
 
 
 class RecordingClient(GeminiClient):
     """The bot's client, noting each message it has taken in (so tests know when to look)."""
 
-    def __init__(self, core: Core, tuning: DiscordTuning = FAST) -> None:
-        super().__init__(core, tuning, guild_ready_timeout=0.05)
+    def __init__(self, core: Core, settings: DiscordSettings, tuning: PlatformTuning = FAST
+                 ) -> None:
+        super().__init__(core, settings, tuning, guild_ready_timeout=0.05)
         self.seen: set[int] = set()
 
     async def on_message(self, message: discord.Message) -> None:
@@ -114,34 +123,53 @@ async def fake() -> AsyncIterator[FakeDiscord]:
             yield server
 
 
-def pointed_at(fake: FakeDiscord) -> dict[str, Any]:
-    """The settings that point the Discord adapter at `fake`."""
-    return {"discord_bot_token": fake.token, "discord_api_url": fake.api_url,
-            "discord_gateway_url": fake.gateway_url}
+@dataclass(frozen=True)
+class Configured:
+    """What the launcher would read: the core's settings and the Discord adapter's."""
+
+    core: Settings
+    discord: DiscordSettings
+
+
+def pointed_at(fake: FakeDiscord, **overrides: Any) -> DiscordSettings:
+    """The Discord adapter's settings, pointed at `fake`; overrides by field name."""
+    values: dict[str, Any] = {"bot_token": fake.token, "api_url": fake.api_url,
+                              "gateway_url": fake.gateway_url}
+    return DiscordSettings.load(_env_file=None, **(values | overrides))
+
+
+def configured(make_settings: Callable[..., Settings], fake: FakeDiscord, **overrides: Any
+               ) -> Configured:
+    """Settings for a bot pointed at `fake`; overrides by variable name, lower-cased
+    (`discord_role_ids` goes to the adapter's settings, `bot_max_images` to the core's)."""
+    adapter = {name.removeprefix("discord_"): value for name, value in overrides.items()
+               if name.startswith("discord_")}
+    core = {name: value for name, value in overrides.items() if not name.startswith("discord_")}
+    return Configured(make_settings(**core), pointed_at(fake, **adapter))
 
 
 @pytest.fixture
 def discord_settings(make_settings: Callable[..., Settings], fake: FakeDiscord
-                     ) -> Callable[..., Settings]:
-    """Settings with the Discord adapter pointed at the fake; overrides by field name."""
+                     ) -> Callable[..., Configured]:
+    """Settings with the Discord adapter pointed at the fake; overrides by variable name."""
 
-    def make(**overrides: Any) -> Settings:
-        return make_settings(**pointed_at(fake), **overrides)
+    def make(**overrides: Any) -> Configured:
+        return configured(make_settings, fake, **overrides)
 
     return make
 
 
 @asynccontextmanager
-async def running(fake: FakeDiscord, settings: Settings, tuning: DiscordTuning = FAST
+async def running(fake: FakeDiscord, settings: Configured, tuning: PlatformTuning = FAST
                   ) -> AsyncIterator[Bot]:
-    async with open_core(settings) as core:
-        client = RecordingClient(core, tuning)
+    async with open_core(settings.core) as core:
+        client = RecordingClient(core, settings.discord, tuning)
         async with fake.client_running(client):
             yield Bot(fake, client, core)
 
 
 @pytest.fixture
-async def bot(fake: FakeDiscord, discord_settings: Callable[..., Settings]
+async def bot(fake: FakeDiscord, discord_settings: Callable[..., Configured]
               ) -> AsyncIterator[Bot]:
     async with running(fake, discord_settings()) as started:
         yield started
@@ -191,7 +219,8 @@ async def test_mention_starts_a_thread_and_streams_the_answer_there(
 
     (post,) = bot.fake.calls_to("POST", rf"/channels/{thread}/messages")
     assert post.json["allowed_mentions"] == {"parse": []}
-    assert post.json["components"][0]["components"][0]["custom_id"] == STOP_ID
+    key = conversation_key(bot.fake.guild_id, thread, bot.fake.text_channel_id)
+    assert post.json["components"][0]["components"][0]["custom_id"] == stop_custom_id(key)
     typing = bot.fake.calls_to("POST", rf"/channels/{thread}/typing")
     assert typing and bot.fake.calls.index(typing[0]) < bot.fake.calls.index(post)
     (answer_id,) = [m["id"] for m in bot.fake.message_payloads_in(thread)]
@@ -199,7 +228,6 @@ async def test_mention_starts_a_thread_and_streams_the_answer_there(
     assert edits[-1].content == answer and edits[-1].payload["components"] == []
     assert components(bot.fake, answer_id) == []
 
-    key = conversation_key(bot.fake.guild_id, thread, bot.fake.text_channel_id)
     turns = await bot.core.store.history(key, 100_000, 8)
     assert [(t.role, t.text) for t in turns] == [
         (Role.USER, "what is the capital of France?"), (Role.ASSISTANT, answer)]
@@ -349,7 +377,7 @@ async def test_other_files_get_a_note_and_small_text_files_are_read(
 
 
 async def test_oversized_files_are_skipped_even_when_the_payload_understates_them(
-    fake: FakeDiscord, discord_settings: Callable[..., Settings], model_api: FakeModelServer
+    fake: FakeDiscord, discord_settings: Callable[..., Configured], model_api: FakeModelServer
 ) -> None:
     data = io.BytesIO()
     Image.frombytes("RGB", (300, 300), os.urandom(300 * 300 * 3)).save(data, format="PNG")
@@ -466,11 +494,8 @@ async def test_a_rate_limit_longer_than_discord_py_waits_reaches_the_renderer(
     fake, clock = bot.fake, FakeClock()
     channel = bot.client.get_channel(fake.text_channel_id)
     assert isinstance(channel, discord.TextChannel)
-
-    async def on_stop(interaction: discord.Interaction) -> None:
-        raise AssertionError("nobody clicked Stop")
-
-    surface = DiscordSurface(channel, DiscordTuning(), on_stop)
+    key = conversation_key(fake.guild_id, fake.text_channel_id, None)
+    surface = DiscordSurface(channel, DISCORD_TUNING, key)
     renderer = EditRenderer(surface, clock=clock, sleep=clock.sleep)
     wait = MAX_RATELIMIT_WAIT + 30
     renderer.start()
@@ -480,7 +505,6 @@ async def test_a_rate_limit_longer_than_discord_py_waits_reaches_the_renderer(
     renderer.feed("and the rest.")
 
     result = await clock.drive(renderer.finish())
-    surface.close()
 
     assert result.delivered and result.message_ids == (posted["id"],)
     (limited,) = fake.rate_limited
@@ -493,12 +517,13 @@ async def test_a_rate_limit_longer_than_discord_py_waits_reaches_the_renderer(
 async def test_a_rate_limited_edit_waits_and_loses_nothing(
     make_settings: Callable[..., Settings], model_api: FakeModelServer
 ) -> None:
-    eager = DiscordTuning(min_edit_interval=0.01, edit_rate=100, edit_period=1.0, edit_burst=10)
+    eager = replace(DISCORD_TUNING, min_edit_interval=0.01, edit_rate=100, edit_period=1.0,
+                    edit_burst=10)
     words = [f"w{i} " for i in range(60)]
     model_api.script("direct", Reply(chunks=words, delay_between_chunks=0.01))
     async with FakeDiscord(edit_limit=2, edit_window=0.25, ratelimit_headers=False) as fake:
         with fake.patch_discord():
-            async with running(fake, make_settings(**pointed_at(fake)), eager) as bot:
+            async with running(fake, configured(make_settings, fake), eager) as bot:
                 question = await bot.say(fake.text_channel_id, fake.plain_user, "count",
                                          mentions_bot=True)
             thread = bot.thread_of(question)
@@ -517,9 +542,9 @@ async def test_at_discords_pace_edits_come_a_second_apart_and_no_text_waits_long
     """The renderer's own schedule at Discord's real pace (the default tuning: one edit a
     second per message, 5 per 5 s per channel), on a virtual clock: 35 chunks 0.1 s apart.
     Figures against the fake Discord in real time: bench/discord_edit_pace.py."""
-    tuning, clock = DiscordTuning(), FakeClock()
+    tuning, clock = DISCORD_TUNING, FakeClock()
     surface = TimedSurface(limits=tuning.limits, clock=clock)
-    budget = EditBudget(tuning.edit_rate, tuning.edit_period, tuning.edit_burst, clock=clock,
+    budget = LocalEditBudget(tuning.edit_rate, tuning.edit_period, tuning.edit_burst, clock=clock,
                         sleep=clock.sleep)
     renderer = EditRenderer(surface, budget, clock=clock, sleep=clock.sleep)
     chunks = split_text(" ".join(f"word{i}" for i in range(70)), 2)
@@ -558,11 +583,12 @@ async def test_the_stop_button_ends_the_answer_and_keeps_the_text(
     message_id = first[0]["id"]
     await bot.fake.wait_until(lambda: bot.fake.edits_of(message_id))
     bystander = bot.fake.add_user("carol")
+    stop = stop_custom_id(conversation_key(bot.fake.guild_id, thread, bot.fake.text_channel_id))
 
-    refused = await bot.fake.click_button(message_id, STOP_ID, bystander)
+    refused = await bot.fake.click_button(message_id, stop, bystander)
     assert await bot.ephemeral_answer(refused) == (
         "Only the person who asked, or a channel manager, can stop this answer.")
-    clicked = await bot.fake.click_button(message_id, STOP_ID, bot.fake.plain_user)
+    clicked = await bot.fake.click_button(message_id, stop, bot.fake.plain_user)
     assert await bot.ephemeral_answer(clicked) == "Stopped. The text so far is kept."
     await bot.client.idle()
 
@@ -575,6 +601,48 @@ async def test_the_stop_button_ends_the_answer_and_keeps_the_text(
     answer = (await bot.core.store.history(key, 100_000, 8))[-1]
     assert (answer.role, answer.status, answer.text) == (Role.ASSISTANT, TurnStatus.STOPPED,
                                                          kept)
+
+
+async def test_a_stop_button_works_in_a_process_that_never_drew_it(
+    fake: FakeDiscord, discord_settings: Callable[..., Configured], model_api: FakeModelServer
+) -> None:
+    """Nothing about a Stop button is kept in memory: its custom id names the conversation,
+    so a fresh client acts on a button an earlier process drew. With an answer being
+    written there, a click stops it; with none, the click gets a note saying so."""
+    settings = discord_settings()
+    words = [f"w{i} " for i in range(400)]
+    model_api.script("direct", Reply(chunks=words, delay_between_chunks=0.01),
+                     Reply(chunks=words, delay_between_chunks=0.01))
+    async with running(fake, settings):
+        question = await fake.send_message(fake.text_channel_id, fake.plain_user, "a long one",
+                                           mentions_bot=True)
+        thread = int(question["id"])
+        (drawn,) = await fake.wait_until(
+            lambda: [m for m in fake.message_payloads_in(thread) if m["components"]])
+    key = conversation_key(fake.guild_id, thread, fake.text_channel_id)
+    stop = stop_custom_id(key)
+    assert components(fake, drawn["id"])[0]["components"][0]["custom_id"] == stop, \
+        "the button the first process left behind carries the conversation key"
+
+    async with running(fake, settings) as bot:
+        finished = await fake.click_button(drawn["id"], stop, fake.plain_user)
+        assert await bot.ephemeral_answer(finished) == FINISHED
+
+        await fake.send_message(thread, fake.plain_user, "another long one")
+        (writing,) = await fake.wait_until(lambda: [
+            m for m in fake.message_payloads_in(thread) if m["components"] and m != drawn])
+        assert bot.client.persistent_views == [], "no view is kept for the new button either"
+        clicked = await fake.click_button(drawn["id"], stop, fake.plain_user)
+        assert await bot.ephemeral_answer(clicked) == "Stopped. The text so far is kept."
+        await bot.client.idle()
+        again = await fake.click_button(drawn["id"], stop, fake.plain_user)
+        assert await bot.ephemeral_answer(again) == FINISHED
+        answer = (await bot.core.store.history(key, 100_000, 8))[-1]
+
+    shown = fake.get_message(writing["id"])["content"]
+    assert shown.endswith("\n\n(Stopped.)") and components(fake, writing["id"]) == []
+    assert (answer.status, answer.text) == (TurnStatus.STOPPED,
+                                            shown.removesuffix("\n\n(Stopped.)"))
 
 
 # --------------------------------------------------------------------------- slash commands
@@ -686,7 +754,7 @@ async def test_reset_forgets_the_thread_and_usage_counts_it(
 
 
 async def test_commands_are_synced_globally_and_to_the_listed_guilds(
-    fake: FakeDiscord, discord_settings: Callable[..., Settings]
+    fake: FakeDiscord, discord_settings: Callable[..., Configured]
 ) -> None:
     async with running(fake, discord_settings(discord_guild_ids=str(fake.guild_id))):
         pass
@@ -702,7 +770,7 @@ async def test_commands_are_synced_globally_and_to_the_listed_guilds(
 
 
 async def test_the_channel_allow_list_limits_where_the_bot_answers(
-    fake: FakeDiscord, discord_settings: Callable[..., Settings], model_api: FakeModelServer
+    fake: FakeDiscord, discord_settings: Callable[..., Configured], model_api: FakeModelServer
 ) -> None:
     elsewhere = await fake.add_channel("random")
     settings = discord_settings(discord_channel_ids=str(fake.text_channel_id))
@@ -718,7 +786,7 @@ async def test_the_channel_allow_list_limits_where_the_bot_answers(
 
 
 async def test_the_role_allow_list_limits_who_may_use_the_bot(
-    fake: FakeDiscord, discord_settings: Callable[..., Settings], model_api: FakeModelServer
+    fake: FakeDiscord, discord_settings: Callable[..., Configured], model_api: FakeModelServer
 ) -> None:
     settings = discord_settings(discord_role_ids=str(fake.admin_role_id),
                                 discord_admin_ids=str(fake.owner_user.id))
@@ -738,7 +806,7 @@ async def test_the_role_allow_list_limits_who_may_use_the_bot(
 
 
 async def test_after_a_restart_the_thread_continues_from_the_database(
-    fake: FakeDiscord, discord_settings: Callable[..., Settings], model_api: FakeModelServer
+    fake: FakeDiscord, discord_settings: Callable[..., Configured], model_api: FakeModelServer
 ) -> None:
     settings = discord_settings()
     model_api.script("direct", Reply(text="Before the restart."),
@@ -753,7 +821,8 @@ async def test_after_a_restart_the_thread_continues_from_the_database(
     fake.channels[thread]["thread_metadata"]["archived"] = True  # not in the next GUILD_CREATE
 
     async with running(fake, settings) as bot:
-        stale = await fake.click_button(cut[0]["id"], STOP_ID, fake.plain_user)
+        stop = stop_custom_id(conversation_key(fake.guild_id, thread, fake.text_channel_id))
+        stale = await fake.click_button(cut[0]["id"], stop, fake.plain_user)
         assert await bot.ephemeral_answer(stale) == (
             "This answer is no longer being written, so there is nothing to stop.")
         await bot.say(thread, fake.plain_user, "what did I ask you to remember?")
@@ -776,10 +845,10 @@ async def test_a_refused_token_stops_with_a_configuration_error(
     make_settings: Callable[..., Settings]
 ) -> None:
     async with FakeDiscord(token="the-right-token") as fake:
-        settings = make_settings(**{**pointed_at(fake), "discord_bot_token": "a-wrong-token"})
-        async with open_core(settings) as core:
+        settings = pointed_at(fake, bot_token="a-wrong-token")
+        async with open_core(make_settings()) as core:
             with pytest.raises(ConfigError, match="DISCORD_BOT_TOKEN was refused"):
-                await run_discord(core)
+                await run_discord(core, settings)
 
 
 async def test_a_refused_message_content_intent_stops_with_a_clear_error(
@@ -787,10 +856,10 @@ async def test_a_refused_message_content_intent_stops_with_a_clear_error(
 ) -> None:
     async with (
         FakeDiscord(message_content_allowed=False) as fake,
-        open_core(make_settings(**pointed_at(fake))) as core,
+        open_core(make_settings()) as core,
     ):
         with pytest.raises(ConfigError, match="Message Content intent"):
-            await asyncio.wait_for(run_discord(core), timeout=20)
+            await asyncio.wait_for(run_discord(core, pointed_at(fake)), timeout=20)
 
 
 async def test_run_discord_uses_the_configured_urls_and_logs_the_invite(
@@ -798,9 +867,9 @@ async def test_run_discord_uses_the_configured_urls_and_logs_the_invite(
 ) -> None:
     default_base = discord.http.Route.BASE
     async with FakeDiscord() as fake:
-        settings = make_settings(**pointed_at(fake), discord_guild_ids=str(fake.guild_id))
-        async with open_core(settings) as core:
-            task = asyncio.create_task(run_discord(core))
+        settings = pointed_at(fake, guild_ids=str(fake.guild_id))
+        async with open_core(make_settings()) as core:
+            task = asyncio.create_task(run_discord(core, settings))
             await fake.wait_until(lambda: fake.connected_sessions == 1)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):

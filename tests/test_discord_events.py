@@ -13,8 +13,9 @@ from adapters.discord_bot.events import (
     strip_mentions,
     thread_name,
 )
-from adapters.discord_bot.files import DiscordFiles, DownloadRefused
+from adapters.discord_bot.files import DiscordFiles
 from bot.conversation import ConversationKey
+from bot.errors import DownloadRefused
 
 BOT, ROLE = 1111, 2222
 

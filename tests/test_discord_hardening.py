@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from bot.config import Settings
-from tests.fakes.discord_server import FakeDiscord, Perm
+from tests.fakes.discord import FakeDiscord, Perm
 from tests.fakes.model_server import FakeModelServer
-from tests.test_discord_adapter import pointed_at, running, sent_messages
+from tests.test_discord_adapter import Configured, configured, running, sent_messages
 
 DATABASE_DOWN = ("⚠️ The database is unavailable right now (it may be locked or full), so "
                  "nothing was changed. Please try again in a moment.")
@@ -41,24 +41,24 @@ async def fake() -> AsyncIterator[FakeDiscord]:
 
 @pytest.fixture
 def discord_settings(make_settings: Callable[..., Settings], fake: FakeDiscord
-                     ) -> Callable[..., Settings]:
-    """Settings with the Discord adapter pointed at the fake; overrides by field name."""
+                     ) -> Callable[..., Configured]:
+    """Settings with the Discord adapter pointed at the fake; overrides by variable name."""
 
-    def make(**overrides: Any) -> Settings:
-        return make_settings(**pointed_at(fake), **overrides)
+    def make(**overrides: Any) -> Configured:
+        return configured(make_settings, fake, **overrides)
 
     return make
 
 
-def sqlite_file(settings: Settings) -> str:
-    return settings.database_url.split(":///", 1)[1]
+def sqlite_file(settings: Configured) -> str:
+    return settings.core.database_url.split(":///", 1)[1]
 
 
 # --------------------------------------------------------------------------- replies
 
 
 async def test_a_forward_of_the_bots_answer_continues_nothing(
-    fake: FakeDiscord, discord_settings: Callable[..., Settings], model_api: FakeModelServer
+    fake: FakeDiscord, discord_settings: Callable[..., Configured], model_api: FakeModelServer
 ) -> None:
     channel = fake.text_channel_id
     await fake.set_overwrite(channel, fake.bot_role_id, deny=Perm.CREATE_PUBLIC_THREADS)
@@ -77,7 +77,7 @@ async def test_a_forward_of_the_bots_answer_continues_nothing(
 
 
 async def test_a_reply_to_a_message_in_another_channel_starts_afresh(
-    fake: FakeDiscord, discord_settings: Callable[..., Settings], model_api: FakeModelServer
+    fake: FakeDiscord, discord_settings: Callable[..., Configured], model_api: FakeModelServer
 ) -> None:
     private = fake.text_channel_id
     await fake.set_overwrite(private, fake.bot_role_id, deny=Perm.CREATE_PUBLIC_THREADS)
@@ -101,7 +101,7 @@ async def test_a_reply_to_a_message_in_another_channel_starts_afresh(
 
 
 async def test_a_guild_off_the_allow_list_is_ignored_and_dms_follow_their_own_setting(
-    fake: FakeDiscord, discord_settings: Callable[..., Settings], model_api: FakeModelServer
+    fake: FakeDiscord, discord_settings: Callable[..., Configured], model_api: FakeModelServer
 ) -> None:
     channel = fake.text_channel_id
     async with running(fake, discord_settings(discord_guild_allowlist=UNLISTED_GUILD)) as bot:
@@ -126,7 +126,7 @@ async def test_a_guild_off_the_allow_list_is_ignored_and_dms_follow_their_own_se
 
 
 async def test_with_dms_off_dms_are_ignored_and_dm_commands_refused(
-    fake: FakeDiscord, discord_settings: Callable[..., Settings], model_api: FakeModelServer
+    fake: FakeDiscord, discord_settings: Callable[..., Configured], model_api: FakeModelServer
 ) -> None:
     dm = fake.dm_channel_for(fake.owner_user)
     settings = discord_settings(discord_allow_dms=False, discord_admin_ids=str(fake.owner_user.id),
@@ -145,7 +145,7 @@ async def test_with_dms_off_dms_are_ignored_and_dm_commands_refused(
 
 
 async def test_in_a_dm_only_the_bots_admins_change_settings(
-    fake: FakeDiscord, discord_settings: Callable[..., Settings], model_api: FakeModelServer
+    fake: FakeDiscord, discord_settings: Callable[..., Configured], model_api: FakeModelServer
 ) -> None:
     operator_dm = fake.dm_channel_for(fake.owner_user)
     async with running(fake, discord_settings(discord_admin_ids=str(fake.owner_user.id))) as bot:
@@ -164,7 +164,7 @@ async def test_in_a_dm_only_the_bots_admins_change_settings(
 
 
 async def test_a_database_failure_before_the_answer_gets_a_notice_where_it_was_asked(
-    fake: FakeDiscord, discord_settings: Callable[..., Settings], model_api: FakeModelServer
+    fake: FakeDiscord, discord_settings: Callable[..., Configured], model_api: FakeModelServer
 ) -> None:
     channel = fake.text_channel_id
     await fake.set_overwrite(channel, fake.bot_role_id, deny=Perm.CREATE_PUBLIC_THREADS)

@@ -28,7 +28,8 @@ from PIL import Image
 from sqlalchemy import event, text
 
 from adapters.slack_bot.app import SlackBot, build_slack_app
-from adapters.slack_bot.surface import SlackTuning
+from adapters.slack_bot.settings import SlackSettings
+from adapters.slack_bot.surface import SLACK_TUNING
 from bot.app import open_core
 from bot.config import Settings
 from bot.conversation import (
@@ -62,7 +63,7 @@ from tests.fakes.model_server import (
     Slow,
     Status,
 )
-from tests.fakes.slack_server import FakeSlack
+from tests.fakes.slack import FakeSlack
 from tests.support.surfaces import RecordingSurface
 from tests.support.waiting import until
 
@@ -390,7 +391,8 @@ async def test_hostile_attachments(
 
 # --------------------------------------------------------------------------- the platform
 
-FAST = SlackTuning(min_edit_interval=0.05, edit_rate=15, edit_period=1.0, edit_burst=3)
+FAST = replace(SLACK_TUNING, min_edit_interval=0.05, edit_rate=15, edit_period=1.0,
+               edit_burst=3)
 
 
 @pytest.fixture
@@ -402,11 +404,10 @@ async def slack() -> AsyncIterator[FakeSlack]:
 @asynccontextmanager
 async def slack_bot(make_settings: Callable[..., Settings], fake: FakeSlack,
                     **overrides: Any) -> AsyncIterator[SlackBot]:
-    settings = make_settings(slack_bot_token=fake.bot_token,
-                             slack_signing_secret=fake.signing_secret,
-                             slack_api_url=fake.api_url, **overrides)
-    async with open_core(settings) as core:
-        bot = build_slack_app(core, tuning=FAST)
+    slack = SlackSettings.load(bot_token=fake.bot_token, signing_secret=fake.signing_secret,
+                               api_url=fake.api_url, _env_file=None)
+    async with open_core(make_settings(**overrides)) as core:
+        bot = build_slack_app(core, slack, tuning=FAST)
         try:
             yield bot
         finally:

@@ -20,9 +20,8 @@ import pytest
 from bot.conversation import Author, ConversationKey, Incoming, Role, TurnStatus
 from bot.model.llm import ChatRequest, ModelClient, StreamEnd, TextDelta, create_http_client
 from bot.service import ReplyOutcome, Service, ServiceConfig
-from bot.storage.database import create_engine, migrate
 from bot.storage.store import Store
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, migrated_store
 from tests.fakes.model_server import (
     Endless,
     ErrorEvent,
@@ -51,13 +50,8 @@ STOPPED_SENDING = "The model stopped sending in the middle of the answer (timed 
 @pytest.fixture
 async def store(sqlite_url: str) -> AsyncIterator[Store]:
     """A store on a freshly migrated SQLite file."""
-    engine = create_engine(sqlite_url)
-    await migrate(engine)
-    store = Store(engine)
-    try:
-        yield store
-    finally:
-        await store.close()
+    async with migrated_store(sqlite_url) as opened:
+        yield opened
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
-from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.discord import FakeDiscord
 from tests.fakes.model_server import FakeModelServer
-from tests.fakes.slack_server import FakeSlack
+from tests.fakes.slack import FakeSlack
 from tests.support.process import bot_environment
 
 DISCORD_TOKEN = "discord-" + secrets.token_urlsafe(24)

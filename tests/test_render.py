@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.drawing.pacing import EditBudget
+from bot.drawing.pacing import LocalEditBudget
 from bot.drawing.render import EditRenderer, StreamRenderer
 from bot.drawing.surface import SurfaceLimits
 from bot.errors import RateLimited
@@ -124,7 +124,7 @@ async def test_a_rate_limited_edit_is_retried_and_the_final_text_lands() -> None
             await super().edit(message_id, text, final=final)
 
     surface = LimitedSurface(limits=SurfaceLimits(2000, min_edit_interval=1.0))
-    budget = EditBudget(rate=10, period=10.0, clock=clock, sleep=clock.sleep)
+    budget = LocalEditBudget(rate=10, period=10.0, clock=clock, sleep=clock.sleep)
     renderer = EditRenderer(surface, budget, clock=clock, sleep=clock.sleep)
     renderer.start()
 
@@ -138,7 +138,7 @@ async def test_a_rate_limited_edit_is_retried_and_the_final_text_lands() -> None
 
 async def test_a_shared_budget_divides_edits_between_replies() -> None:
     clock = FakeClock()
-    budget = EditBudget(rate=5, period=10.0, clock=clock, sleep=clock.sleep)
+    budget = LocalEditBudget(rate=5, period=10.0, clock=clock, sleep=clock.sleep)
     surfaces = [RecordingSurface(limits=SurfaceLimits(2000, min_edit_interval=0.0))
                 for _ in range(4)]
     renderers = [EditRenderer(s, budget, clock=clock, sleep=clock.sleep) for s in surfaces]

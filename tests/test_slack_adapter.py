@@ -13,6 +13,7 @@ import io
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -21,17 +22,18 @@ from PIL import Image
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
-from adapters.slack_bot import run_slack
-from adapters.slack_bot.app import SlackBot, build_slack_app, serve_http, socket_mode
+from adapters.common import PlatformTuning
+from adapters.slack_bot.app import SlackBot, build_slack_app, run_slack, serve_http, socket_mode
 from adapters.slack_bot.client import web_client
-from adapters.slack_bot.surface import DEFAULT_TUNING, THINKING, Place, SlackSurface, SlackTuning
+from adapters.slack_bot.settings import SlackSettings
+from adapters.slack_bot.surface import SLACK_TUNING, THINKING, Place, SlackSurface
 from bot.app import Core, open_core
 from bot.config import Settings
 from bot.conversation import ConversationKey, Role
-from bot.drawing.pacing import EditBudget
+from bot.drawing.pacing import LocalEditBudget
 from bot.drawing.render import EditRenderer
 from tests.fakes.model_server import FakeModelServer, Reply, Slow
-from tests.fakes.slack_server import (
+from tests.fakes.slack import (
     ADMIN_USER_ID,
     BOT_ID,
     BOT_USER_ID,
@@ -43,7 +45,8 @@ from tests.fakes.slack_server import (
 )
 from tests.support.clock import FakeClock
 
-FAST = SlackTuning(min_edit_interval=0.05, edit_rate=15, edit_period=1.0, edit_burst=3)
+FAST = replace(SLACK_TUNING, min_edit_interval=0.05, edit_rate=15, edit_period=1.0,
+               edit_burst=3)
 """At most 15 + 3 - 1 = 17 chat.update calls in any second: within the fake's 20."""
 
 PARAGRAPH = ("Slack threads keep a conversation together, and the bot remembers every turn "
@@ -58,19 +61,27 @@ async def fake() -> AsyncIterator[FakeSlack]:
 
 @asynccontextmanager
 async def running(make_settings: Callable[..., Settings], fake: FakeSlack,
-                  tuning: SlackTuning = FAST, **overrides: Any
+                  tuning: PlatformTuning = FAST, **overrides: Any
                   ) -> AsyncIterator[tuple[Core, SlackBot]]:
-    """The real core and Slack bot, pointed at the fakes."""
-    values: dict[str, Any] = {"slack_bot_token": fake.bot_token,
-                              "slack_signing_secret": fake.signing_secret,
-                              "slack_api_url": fake.api_url}
-    settings = make_settings(**(values | overrides))
-    async with open_core(settings) as core:
-        bot = build_slack_app(core, tuning=tuning)
+    """The real core and Slack bot, pointed at the fakes; overrides by variable name,
+    lower-cased (`slack_admin_ids` goes to the adapter's settings, the rest to the core's)."""
+    adapter = {name.removeprefix("slack_"): value for name, value in overrides.items()
+               if name.startswith("slack_")}
+    core_overrides = {name: value for name, value in overrides.items()
+                      if not name.startswith("slack_")}
+    async with open_core(make_settings(**core_overrides)) as core:
+        bot = build_slack_app(core, pointed_at(fake, **adapter), tuning=tuning)
         try:
             yield core, bot
         finally:
             await bot.close()
+
+
+def pointed_at(fake: FakeSlack, **overrides: Any) -> SlackSettings:
+    """The Slack adapter's settings for HTTP mode against `fake`; overrides by field name."""
+    values: dict[str, Any] = {"bot_token": fake.bot_token,
+                              "signing_secret": fake.signing_secret, "api_url": fake.api_url}
+    return SlackSettings.load(_env_file=None, **(values | overrides))
 
 
 async def deliver(bot: SlackBot, request: tuple[str, Mapping[str, str]]) -> BoltResponse:
@@ -380,14 +391,14 @@ async def test_ten_concurrent_answers_share_the_workspace_edit_budget(
 
 @pytest.mark.parametrize(("tuning", "slack_limit", "window"), [
     (FAST, 20, 1.0),  # the fake in these tests: 20 chat.update calls a second
-    (SlackTuning(), 50, 60.0),  # Slack's Tier 3: 50 a minute
+    (SLACK_TUNING, 50, 60.0),  # Slack's Tier 3: 50 a minute
 ])
 async def test_the_workspace_budget_never_grants_what_slack_would_refuse(
-        tuning: SlackTuning, slack_limit: int, window: float) -> None:
+        tuning: PlatformTuning, slack_limit: int, window: float) -> None:
     """Ten replies drawing at once share one workspace budget; its grant times, on a virtual
     clock, put at most rate + burst - 1 chat.update calls in any window, under Slack's limit."""
     clock = FakeClock()
-    budget = EditBudget(tuning.edit_rate, tuning.edit_period, tuning.edit_burst, clock=clock,
+    budget = LocalEditBudget(tuning.edit_rate, tuning.edit_period, tuning.edit_burst, clock=clock,
                         sleep=clock.sleep)
     grants: dict[int, list[float]] = {reply: [] for reply in range(10)}
 
@@ -408,7 +419,8 @@ async def test_a_429_on_update_slows_edits_and_keeps_the_final_text(
         make_settings: Callable[..., Settings], fake: FakeSlack,
         model_api: FakeModelServer) -> None:
     fake.set_rate_limit("chat.update", 2, 1.0)
-    eager = SlackTuning(min_edit_interval=0.01, edit_rate=1000, edit_period=1.0, edit_burst=1)
+    eager = replace(SLACK_TUNING, min_edit_interval=0.01, edit_rate=1000, edit_period=1.0,
+                    edit_burst=1)
     answer = " ".join(f"w{i}" for i in range(60))
     model_api.script("direct", Slow(answer, 0.02))
     async with running(make_settings, fake, tuning=eager) as (_, bot):
@@ -423,15 +435,15 @@ async def test_a_429_on_update_slows_edits_and_keeps_the_final_text(
 def dm_surface(fake: FakeSlack) -> SlackSurface:
     """The bot's post-then-chat.update surface for the top level of D1, on the bot's client."""
     place = Place(TEAM_ID, "D1", None, PLAIN_USER_ID, TEAM_ID)
-    return SlackSurface(web_client(fake.bot_token, fake.api_url), place, DEFAULT_TUNING.limits)
+    return SlackSurface(web_client(fake.bot_token, fake.api_url), place, SLACK_TUNING.limits)
 
 
 async def test_a_long_rate_limit_on_an_edit_is_waited_out_and_the_final_text_lands(
         fake: FakeSlack) -> None:
     """slack_sdk never retries chat.update for the bot: a 429 reaches the renderer as
     RateLimited, which waits as long as Slack asked (on a virtual clock here)."""
-    clock, tuning = FakeClock(), DEFAULT_TUNING
-    budget = EditBudget(tuning.edit_rate, tuning.edit_period, tuning.edit_burst, clock=clock,
+    clock, tuning = FakeClock(), SLACK_TUNING
+    budget = LocalEditBudget(tuning.edit_rate, tuning.edit_period, tuning.edit_burst, clock=clock,
                         sleep=clock.sleep)
     renderer = EditRenderer(dm_surface(fake), budget, clock=clock, sleep=clock.sleep)
     renderer.start()
@@ -625,10 +637,9 @@ async def test_run_slack_serves_http_mode_until_cancelled(
         make_settings: Callable[..., Settings], fake: FakeSlack,
         model_api: FakeModelServer) -> None:
     port = free_port()
-    settings = make_settings(slack_bot_token=fake.bot_token, slack_api_url=fake.api_url,
-                             slack_signing_secret=fake.signing_secret, bot_http_port=port)
+    settings = make_settings(bot_http_port=port)
     async with open_core(settings) as core, httpx.AsyncClient() as http:
-        task = asyncio.create_task(run_slack(core))
+        task = asyncio.create_task(run_slack(core, pointed_at(fake)))
         event = fake.app_mention(text="via run_slack")
         body, headers = fake.event_request(event)
         response = await post_when_listening(http, f"http://127.0.0.1:{port}/slack/events",
@@ -644,11 +655,9 @@ async def test_run_slack_serves_http_mode_until_cancelled(
 async def test_run_slack_prefers_socket_mode_with_an_app_token(
         make_settings: Callable[..., Settings], fake: FakeSlack,
         model_api: FakeModelServer) -> None:
-    settings = make_settings(slack_bot_token=fake.bot_token, slack_api_url=fake.api_url,
-                             slack_app_token=fake.app_token,
-                             slack_signing_secret=fake.signing_secret)
-    async with open_core(settings) as core:
-        task = asyncio.create_task(run_slack(core))
+    settings = pointed_at(fake, app_token=fake.app_token)
+    async with open_core(make_settings()) as core:
+        task = asyncio.create_task(run_slack(core, settings))
         event = fake.app_mention(text="via the socket")
         await fake.wait_ack(await fake.push_event(event))
         await fake.wait_for_call("chat.stopStream")

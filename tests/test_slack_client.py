@@ -6,7 +6,7 @@ import pytest
 from slack_sdk.errors import SlackApiError
 
 from adapters.slack_bot.client import SLACK_API_URL, web_client
-from tests.fakes.slack_server import FakeSlack
+from tests.fakes.slack import FakeSlack
 
 
 def test_the_api_host_is_configurable() -> None:

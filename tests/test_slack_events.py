@@ -13,7 +13,7 @@ from adapters.slack_bot.events import (
 )
 from adapters.slack_bot.mrkdwn import to_mrkdwn
 from bot.conversation import ConversationKey
-from tests.fakes.slack_server import BOT_USER_ID, FakeSlack, event_callback_payload
+from tests.fakes.slack import BOT_USER_ID, FakeSlack, event_callback_payload
 
 slack = FakeSlack()  # only its event builders: no server is started
 

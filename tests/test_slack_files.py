@@ -8,8 +8,9 @@ import httpx
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack_bot.files import DownloadRefused, SlackFiles
-from tests.fakes.slack_server import FakeSlack
+from adapters.slack_bot.files import SlackFiles
+from bot.errors import DownloadRefused
+from tests.fakes.slack import FakeSlack
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 from adapters.slack_bot.app import serve_http
 from bot.config import Settings
 from tests.fakes.model_server import FakeModelServer, Reply
-from tests.fakes.slack_server import ADMIN_USER_ID, FakeSlack, signed_headers
+from tests.fakes.slack import ADMIN_USER_ID, FakeSlack, signed_headers
 from tests.test_slack_adapter import deliver, run_command, running
 
 J = "\u2060"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bot import Settings
+from adapters.discord_bot.settings import DiscordSettings
 
 NOT_SERVED = "I'm not available here: the bot's operator limits it to some servers."
 NO_DMS = "I'm not available in direct messages: the bot's operator turned them off."
@@ -31,15 +31,15 @@ class Access:
     allow_dms: bool = True
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Access:
+    def from_settings(cls, settings: DiscordSettings) -> Access:
         """The allow-lists from DISCORD_CHANNEL_IDS, DISCORD_ROLE_IDS, DISCORD_ADMIN_IDS,
         DISCORD_GUILD_ALLOWLIST and DISCORD_ALLOW_DMS."""
         return cls(
-            frozenset(map(int, settings.discord_channel_ids)),
-            frozenset(map(int, settings.discord_role_ids)),
-            frozenset(map(int, settings.discord_admin_ids)),
-            frozenset(map(int, settings.discord_guild_allowlist)),
-            settings.discord_allow_dms,
+            frozenset(map(int, settings.channel_ids)),
+            frozenset(map(int, settings.role_ids)),
+            frozenset(map(int, settings.admin_ids)),
+            frozenset(map(int, settings.guild_allowlist)),
+            settings.allow_dms,
         )
 
     def serves(self, guild_id: int | None) -> bool:

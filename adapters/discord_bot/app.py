@@ -1,4 +1,5 @@
-"""The Discord client wired to the core: intents, message tasks, commands, start-up and URLs."""
+"""The Discord client wired to the core: intents, message tasks, Stop clicks, commands,
+start-up and URLs."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+from adapters.common import PlatformTuning, download_cap
 from adapters.discord_bot.access import Access
 from adapters.discord_bot.commands import GeminiCommands
 from adapters.discord_bot.files import DiscordFiles
-from adapters.discord_bot.replies import Replies, answer_finished
-from adapters.discord_bot.surface import DiscordTuning, StopView
-from bot import BackgroundWork, ConfigError, Core
+from adapters.discord_bot.replies import Replies
+from adapters.discord_bot.settings import DiscordSettings
+from adapters.discord_bot.surface import DISCORD_TUNING, StopButton
+from bot import BackgroundWork, ConfigError, ConversationKey, Core
 
 log = logging.getLogger(__name__)
 
@@ -53,35 +56,32 @@ def invite_url(application_id: int) -> str:
 
 
 class GeminiClient(discord.Client):
-    """discord.py's client with the bot's handlers: each message is answered in its own task.
+    """discord.py's client with the bot's handlers: each message is answered in its own task,
+    and a Stop click (`StopButton`) reaches `stop_answer`.
 
     `options` go to discord.Client (tests pass a short `guild_ready_timeout`).
     """
 
-    def __init__(self, core: Core, tuning: DiscordTuning | None = None, **options: Any
-                 ) -> None:
+    def __init__(self, core: Core, settings: DiscordSettings,
+                 tuning: PlatformTuning = DISCORD_TUNING, **options: Any) -> None:
         super().__init__(
             intents=intents(),
             allowed_mentions=discord.AllowedMentions.none(),
             max_ratelimit_timeout=MAX_RATELIMIT_WAIT,
             **options,
         )
-        settings = core.settings
         access = Access.from_settings(settings)
-        files = DiscordFiles(
-            core.http,
-            max(settings.bot_max_attachment_bytes, settings.bot_max_text_attachment_bytes),
-            settings.discord_api_url,
-        )
-        self._replies = Replies(core.service, files, access, tuning or DiscordTuning())
+        files = DiscordFiles(core.http, download_cap(core.settings), settings.api_url)
+        self._replies = Replies(core.service, files, access, tuning,
+                                tuning.edit_budgets(core, "discord"))
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(GeminiCommands(core.service.commands, access))
-        self._guild_ids = [int(g) for g in settings.discord_guild_ids]
+        self._guild_ids = [int(g) for g in settings.guild_ids]
         self._work = BackgroundWork()
 
     async def setup_hook(self) -> None:
-        """After login: listen for old Stop buttons, sync the commands, log the invite URL."""
-        self.add_view(StopView(answer_finished))
+        """After login: listen for Stop buttons, sync the commands, log the invite URL."""
+        self.add_dynamic_items(StopButton)
         await self._sync_commands()
         if self.application_id is not None:
             log.info("discord: invite the bot with %s", invite_url(self.application_id))
@@ -98,6 +98,11 @@ class GeminiClient(discord.Client):
             return
         self._work.spawn(self._replies.answer(message, self.user),
                          f"discord: answer to message {message.id}")
+
+    async def stop_answer(self, key: ConversationKey | None,
+                          interaction: discord.Interaction[Any]) -> None:
+        """A Stop click on a reply in conversation `key` (None: an old button without one)."""
+        await self._replies.stop(key, interaction)
 
     async def idle(self) -> None:
         """Wait until every message being answered has its answer."""
@@ -139,15 +144,14 @@ def discord_endpoints(api_url: str | None, gateway_url: str | None) -> Iterator[
         Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
 
 
-async def run_discord(core: Core) -> None:
+async def run_discord(core: Core, settings: DiscordSettings) -> None:
     """Serve Discord with DISCORD_BOT_TOKEN until cancelled."""
-    settings = core.settings
-    if settings.discord_bot_token is None:
+    if settings.bot_token is None:
         raise ConfigError("DISCORD_BOT_TOKEN is not set")
-    with discord_endpoints(settings.discord_api_url, settings.discord_gateway_url):
-        async with GeminiClient(core) as client:
+    with discord_endpoints(settings.api_url, settings.gateway_url):
+        async with GeminiClient(core, settings) as client:
             try:
-                await client.start(settings.discord_bot_token.get_secret_value())
+                await client.start(settings.bot_token.get_secret_value())
             except discord.LoginFailure:
                 raise ConfigError("DISCORD_BOT_TOKEN was refused by Discord") from None
             except discord.PrivilegedIntentsRequired:

@@ -90,3 +90,9 @@ def interaction_author(interaction: discord.Interaction, access: Access) -> Auth
         interaction.user.id, interaction.guild_id, interaction.permissions.manage_channels
     )
     return author_of(interaction.user, can_configure=can_configure)
+
+
+def where(message: discord.Message) -> str:
+    """The message's place for log lines: `discord guild <id or dm> channel <id>`."""
+    guild = message.guild.id if message.guild else "dm"
+    return f"discord guild {guild} channel {message.channel.id}"

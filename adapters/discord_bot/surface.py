@@ -3,89 +3,103 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+import re
+from typing import Any, Protocol, runtime_checkable
 
 import discord
 
-from bot import DeliveryFailed, RateLimited, SurfaceLimits
+from adapters.common import PlatformTuning
+from adapters.discord_bot.errors import as_surface_errors
+from adapters.discord_bot.events import PLATFORM
+from bot import ConversationKey, SurfaceLimits
 
 log = logging.getLogger(__name__)
 
+DISCORD_TUNING = PlatformTuning(max_message_chars=2_000, min_edit_interval=1.0, edit_rate=5,
+                                edit_period=5.0, edit_burst=2, final_edit_marks=True)
+"""Discord's limits: 2,000 characters a message; one edit a second per message; 5 edits per
+5 seconds in a channel or thread (Discord's per-channel bucket), bursts of 2. The final edit
+removes the Stop button."""
+
 STOP_ID = "gemini:stop"
-"""The Stop button's custom id; fixed, so a click after a restart still reaches the bot."""
-
-OnClick = Callable[[discord.Interaction], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class DiscordTuning:
-    """Discord's limits as the bot applies them (tests shrink the pace to run fast).
-
-    A message holds `max_message_chars`; one message is edited at most every
-    `min_edit_interval` seconds; edits in one channel or thread share `edit_rate` per
-    `edit_period` seconds (Discord's per-channel bucket) with bursts of `edit_burst`.
-    """
-
-    max_message_chars: int = 2_000
-    min_edit_interval: float = 1.0
-    edit_rate: int = 5
-    edit_period: float = 5.0
-    edit_burst: int = 2
-
-    @property
-    def limits(self) -> SurfaceLimits:
-        """The limits the core's renderer works within (final edits remove the Stop button)."""
-        return SurfaceLimits(self.max_message_chars, self.min_edit_interval, final_edit_marks=True)
+STOP_TEMPLATE = re.compile(
+    rf"{STOP_ID}(?::{PLATFORM}:(?P<workspace>dm|\d+):(?P<channel>\d+):(?P<thread>\d+))?"
+)
+"""`gemini:stop:<conversation key>`; a bare `gemini:stop` is a button drawn before the key was
+carried (its answer is long over)."""
 
 
-class StopView(discord.ui.View):
-    """The Stop button; `on_click` decides what a click does."""
-
-    def __init__(self, on_click: OnClick) -> None:
-        super().__init__(timeout=None)
-        self._on_click = on_click
-
-    @discord.ui.button(label="Stop", emoji="⏹️", style=discord.ButtonStyle.secondary,
-                       custom_id=STOP_ID)
-    async def stop_answer(self, interaction: discord.Interaction,
-                          button: discord.ui.Button[StopView]) -> None:
-        """Pass the click on."""
-        await self._on_click(interaction)
+def stop_custom_id(key: ConversationKey | None) -> str:
+    """The Stop button's custom id for a reply in conversation `key` (at most 86 characters
+    with 20-digit ids; Discord allows 100)."""
+    return STOP_ID if key is None else f"{STOP_ID}:{key}"
 
 
-@contextmanager
-def _platform_errors(what: str) -> Iterator[None]:
-    try:
-        yield
-    except discord.RateLimited as exc:
-        raise RateLimited(exc.retry_after) from exc
-    except (discord.NotFound, discord.Forbidden) as exc:
-        raise DeliveryFailed(f"{what}: {exc}") from exc
-    except discord.HTTPException as exc:
-        if exc.status == 429:
-            raise RateLimited(1.0) from exc
-        raise
+@runtime_checkable
+class StopsAnswers(Protocol):
+    """What a Stop click is handed to: the bot's client (`interaction.client`)."""
+
+    async def stop_answer(self, key: ConversationKey | None,
+                          interaction: discord.Interaction[Any]) -> None:
+        """Stop the answer being written in `key` (None: a button with no key) if the
+        clicker may, and tell them what happened."""
+        ...
+
+
+class StopButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+                 template=STOP_TEMPLATE):
+    """A reply's Stop button. Its custom id carries the conversation key, so any process of
+    the bot, one started after the button was drawn included, knows what a click means:
+    nothing about the button is kept in memory (register the class with
+    `Client.add_dynamic_items`)."""
+
+    def __init__(self, key: ConversationKey | None) -> None:
+        super().__init__(discord.ui.Button(label="Stop", emoji="⏹️",
+                                           style=discord.ButtonStyle.secondary,
+                                           custom_id=stop_custom_id(key)))
+        self.key = key
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction[Any],
+                             item: discord.ui.Item[Any], match: re.Match[str], /
+                             ) -> StopButton:
+        """The button a click's custom id describes."""
+        if match["thread"] is None:
+            return cls(None)
+        return cls(ConversationKey(PLATFORM, match["workspace"], match["channel"],
+                                   match["thread"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        """Hand the click to the client."""
+        client = interaction.client
+        if isinstance(client, StopsAnswers):
+            await client.stop_answer(self.key, interaction)
+        else:
+            log.warning("discord: a Stop click reached a client that cannot stop answers")
+
+
+def stop_view(key: ConversationKey) -> discord.ui.View:
+    """The controls of a message still being written: the Stop button for `key`."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(StopButton(key))
+    return view
 
 
 class DiscordSurface:
-    """One reply in one channel, thread or DM.
+    """One reply, in conversation `key`, in one channel, thread or DM.
 
-    Messages still being written carry a Stop button (a view of their own, so a click names
-    the exact reply); the final edit removes it. `reply_to` makes the first message a Discord
-    reply to the question (answers outside a thread). Call `close` when the reply is done.
+    Messages still being written carry the Stop button; the final edit removes it.
+    `reply_to` makes the first message a Discord reply to the question (answers outside a
+    thread).
     """
 
-    def __init__(self, channel: discord.abc.Messageable, tuning: DiscordTuning,
-                 on_stop: OnClick, reply_to: discord.Message | None = None) -> None:
+    def __init__(self, channel: discord.abc.Messageable, tuning: PlatformTuning,
+                 key: ConversationKey, reply_to: discord.Message | None = None) -> None:
         self._channel = channel
         self._limits = tuning.limits
-        self._on_stop = on_stop
+        self._key = key
         self._reply_to = reply_to
         self._messages: dict[int, discord.Message] = {}
-        self._views: dict[int, StopView] = {}
 
     @property
     def limits(self) -> SurfaceLimits:
@@ -95,45 +109,30 @@ class DiscordSurface:
     async def post(self, text: str, *, final: bool) -> str:
         """Send a message (with the Stop button unless final)."""
         options: dict[str, Any] = {}
-        view = None if final else StopView(self._on_stop)
-        if view is not None:
-            options["view"] = view
+        if not final:
+            options["view"] = stop_view(self._key)
         if self._reply_to is not None and not self._messages:
             options["reference"] = self._reply_to.to_reference(fail_if_not_exists=False)
-        with _platform_errors("posting"):
+        with as_surface_errors("posting"):
             message = await self._channel.send(text, **options)
         self._messages[message.id] = message
-        if view is not None:
-            self._views[message.id] = view
         return str(message.id)
 
     async def edit(self, message_id: str, text: str, *, final: bool) -> None:
         """Replace a message's text; the final edit also removes its Stop button."""
         message = self._messages[int(message_id)]
-        with _platform_errors("editing"):
+        with as_surface_errors("editing"):
             if final:
                 await message.edit(content=text, view=None)
             else:
                 await message.edit(content=text)
-        if final:
-            self._release(message.id)
 
     async def show_progress(self) -> None:
         """Show "is typing…" (Discord shows it for about 10 seconds)."""
-        with _platform_errors("typing"):
+        with as_surface_errors("typing"):
             await self._channel.typing()
 
     async def notify(self, text: str) -> None:
         """Post a short notice (a skipped attachment, an error)."""
-        with _platform_errors("posting a notice"):
+        with as_surface_errors("posting a notice"):
             await self._channel.send(text)
-
-    def close(self) -> None:
-        """Stop listening for clicks on this reply's buttons."""
-        for message_id in list(self._views):
-            self._release(message_id)
-
-    def _release(self, message_id: int) -> None:
-        view = self._views.pop(message_id, None)
-        if view is not None:
-            view.stop()

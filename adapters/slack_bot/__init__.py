@@ -1,5 +1,20 @@
-"""The Slack adapter: mentions, threads, files, streamed answers and the /gemini command."""
+"""The Slack adapter: mentions, threads, files, streamed answers and the /gemini command.
 
-from adapters.slack_bot.app import run_slack
+    settings    SLACK_* variables (light: the launcher reads it for every command)
+    app         the bolt app wired to the core, HTTP or Socket Mode, and `run_slack`
+    listeners   bolt's listeners: parse, route, start the work in the background
+    events      Slack payloads read into plain values (pure functions)
+    routing     is a message for the bot, and which conversation it continues
+    replies     answering a routed message through the core, on the right surface
+    surface     drawing a reply: post then chat.update, or Slack's native stream
+    errors      Slack Web API errors as the core's RateLimited / DeliveryFailed
+    access      who may change settings (workspace admins, SLACK_ADMIN_IDS)
+    files       files, downloaded from Slack's hosts only, with the bot token
+    commands    the /gemini slash command
+    assistant   the greeting and suggested prompts of Slack's assistant threads
+    client      the Web API client: the configured host, retries that spare chat.update
+    mrkdwn      model text that pings no one; Markdown as mrkdwn for slash commands
 
-__all__ = ["run_slack"]
+Import from the modules (`from adapters.slack_bot.app import run_slack`), so that reading
+the settings does not load slack_bolt.
+"""

@@ -15,14 +15,16 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.common import PlatformTuning, download_cap
+from adapters.slack_bot.access import People
 from adapters.slack_bot.client import web_client
 from adapters.slack_bot.commands import SlashCommands
 from adapters.slack_bot.events import is_ssl_check, request_problem
 from adapters.slack_bot.files import SlackFiles
 from adapters.slack_bot.listeners import Listeners
-from adapters.slack_bot.people import People
 from adapters.slack_bot.replies import Replies
-from adapters.slack_bot.surface import DEFAULT_TUNING, SlackTuning
+from adapters.slack_bot.settings import SlackSettings
+from adapters.slack_bot.surface import SLACK_TUNING
 from bot import BackgroundWork, ConfigError, Core
 
 log = logging.getLogger(__name__)
@@ -39,10 +41,9 @@ class SlackBot:
     before bolt sees it.
     """
 
-    def __init__(self, core: Core, client: AsyncWebClient,
-                 tuning: SlackTuning = DEFAULT_TUNING) -> None:
-        settings = core.settings
-        secret = settings.slack_signing_secret
+    def __init__(self, core: Core, settings: SlackSettings, client: AsyncWebClient,
+                 tuning: PlatformTuning = SLACK_TUNING) -> None:
+        secret = settings.signing_secret
         signing_secret = secret.get_secret_value() if secret is not None else ""
         self.app = AsyncApp(
             name="gemini",
@@ -52,10 +53,11 @@ class SlackBot:
         )
         self._verifier = SignatureVerifier(signing_secret) if signing_secret.strip() else None
         self._work = BackgroundWork()
-        people = People(client, settings.slack_admin_ids)
-        files = SlackFiles(core.http, client, client.token or "",
-                           settings.bot_max_attachment_bytes, settings.slack_api_url)
-        replies = Replies(core.service, client, people, files, tuning)
+        people = People(client, settings.admin_ids)
+        files = SlackFiles(core.http, client, client.token or "", download_cap(core.settings),
+                           settings.api_url)
+        replies = Replies(core.service, client, people, files, tuning,
+                          tuning.edit_budgets(core, "slack"))
         commands = SlashCommands(core.service.commands, people)
         Listeners(core.service, client, replies, commands, self._work.spawn).register(self.app)
 
@@ -98,15 +100,15 @@ class SlackBot:
         await self._work.cancel()
 
 
-def build_slack_app(core: Core, client: AsyncWebClient | None = None,
-                    tuning: SlackTuning = DEFAULT_TUNING) -> SlackBot:
+def build_slack_app(core: Core, settings: SlackSettings, client: AsyncWebClient | None = None,
+                    tuning: PlatformTuning = SLACK_TUNING) -> SlackBot:
     """The Slack bot for `core`; `client` defaults to one for SLACK_API_URL with the bot token."""
     if client is None:
-        token = core.settings.slack_bot_token
+        token = settings.bot_token
         if token is None:
             raise ConfigError("SLACK_BOT_TOKEN is not set: Slack needs the bot token (xoxb-...)")
-        client = web_client(token.get_secret_value(), core.settings.slack_api_url)
-    return SlackBot(core, client, tuning)
+        client = web_client(token.get_secret_value(), settings.api_url)
+    return SlackBot(core, settings, client, tuning)
 
 
 @asynccontextmanager
@@ -145,17 +147,17 @@ async def socket_mode(bot: SlackBot, app_token: str) -> AsyncIterator[None]:
         await handler.close_async()  # type: ignore[no-untyped-call]
 
 
-async def run_slack(core: Core) -> None:
-    """Serve Slack until cancelled: Socket Mode with SLACK_APP_TOKEN, else HTTP mode."""
-    settings = core.settings
-    bot = build_slack_app(core)
+async def run_slack(core: Core, settings: SlackSettings) -> None:
+    """Serve Slack until cancelled: Socket Mode with SLACK_APP_TOKEN, else HTTP mode (on the
+    core's BOT_HTTP_PORT)."""
+    bot = build_slack_app(core, settings)
     try:
-        if settings.slack_app_token is not None:
-            async with socket_mode(bot, settings.slack_app_token.get_secret_value()):
+        if settings.app_token is not None:
+            async with socket_mode(bot, settings.app_token.get_secret_value()):
                 log.info("slack: connected in Socket Mode")
                 await asyncio.Event().wait()
-        elif settings.slack_signing_secret is not None:
-            async with serve_http(bot, settings.bot_http_port) as port:
+        elif settings.signing_secret is not None:
+            async with serve_http(bot, core.settings.bot_http_port) as port:
                 log.info("slack: serving events on port %d at %s", port, EVENTS_PATH)
                 await asyncio.Event().wait()
         else:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from adapters.slack_bot.access import People
 from adapters.slack_bot.events import SlashCommand
 from adapters.slack_bot.mrkdwn import to_mrkdwn
-from adapters.slack_bot.people import People
 from bot import CommandContext, Commands
 
 CHANNEL_RESET = (

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import Attachment
+from adapters.common import Download, FileHosts, read_capped
+from bot import Attachment, DownloadRefused
 
 log = logging.getLogger(__name__)
 
@@ -24,16 +24,13 @@ HTML_STARTS = (b"<!doctype html", b"<html")
 SIGN_IN = "Slack sent a sign-in page instead of the file (is the files:read scope granted?)"
 
 
-class DownloadRefused(Exception):
-    """A file was not downloaded: a host that is not Slack's, a sign-in page, an HTTP error."""
-
-
 class SlackFiles:
     """Builds attachments for a message's files; each downloads only when the core asks.
 
     Downloads go through the core's shared HTTP client with `Authorization: Bearer <bot
-    token>`, stop reading one byte past `max_bytes` (the core then skips the file), and are
-    refused when Slack answers with its HTML sign-in page instead of the file.
+    token>`, only to Slack's file hosts (and the origin of SLACK_API_URL), with the shared
+    rules of `adapters.common.read_capped` (no redirects, at most `max_bytes` + 1 bytes), and
+    are refused when Slack answers with its HTML sign-in page instead of the file.
     """
 
     def __init__(self, http: httpx.AsyncClient, client: AsyncWebClient, token: str,
@@ -42,10 +39,7 @@ class SlackFiles:
         self._client = client
         self._token = token
         self._max_bytes = max_bytes
-        self._origins = {("https", host) for host in SLACK_FILE_HOSTS}
-        if api_url:
-            parts = urlsplit(api_url)
-            self._origins.add((parts.scheme, parts.hostname or ""))
+        self._hosts = FileHosts.of("a Slack file host", SLACK_FILE_HOSTS, api_url)
 
     def attachments(self, files: Sequence[Mapping[str, Any]]) -> tuple[Attachment, ...]:
         """One lazy attachment per Slack file object."""
@@ -53,8 +47,7 @@ class SlackFiles:
 
     def allowed(self, url: str) -> bool:
         """Whether `url` is on one of Slack's file hosts (or the operator's Slack API host)."""
-        parts = urlsplit(url)
-        return (parts.scheme, parts.hostname or "") in self._origins
+        return self._hosts.allow(url)
 
     def _attachment(self, file: Mapping[str, Any]) -> Attachment:
         file_id = str(file.get("id") or "")
@@ -78,25 +71,17 @@ class SlackFiles:
         return str(url)
 
     async def _download(self, file_id: str, url: str, mimetype: str) -> bytes:
-        if not self.allowed(url):
-            log.warning("slack: not downloading file %s from %s: not a Slack file host",
-                        file_id, urlsplit(url).hostname)
-            raise DownloadRefused("the file is not on a Slack file host")
         headers = {"Authorization": f"Bearer {self._token}"}
-        async with self._http.stream("GET", url, headers=headers) as response:
-            if response.status_code != httpx.codes.OK:
-                raise DownloadRefused(f"Slack answered HTTP {response.status_code}")
-            expects_html = "html" in mimetype
-            if response.headers.get("content-type", "").startswith("text/html") \
-                    and not expects_html:
-                raise DownloadRefused(SIGN_IN)
-            data = bytearray()
-            async for chunk in response.aiter_bytes():
-                data += chunk
-                if len(data) > self._max_bytes:
-                    break
-        if not expects_html and bytes(data[:32]).lstrip().lower().startswith(HTML_STARTS):
+        download = await read_capped(self._http, url, self._hosts, self._max_bytes,
+                                     headers=headers)
+        if "html" not in mimetype and _is_html(download):
             raise DownloadRefused(SIGN_IN)
-        log.debug("slack: downloaded file %s (%d bytes)", file_id, len(data))
-        return bytes(data[: self._max_bytes + 1])
+        log.debug("slack: downloaded file %s (%d bytes)", file_id, len(download.data))
+        return download.data
 
+
+def _is_html(download: Download) -> bool:
+    """Whether Slack answered with a web page: what it sends a request without a valid
+    token instead of the file, with a 200."""
+    return download.content_type.startswith("text/html") or (
+        download.data[:32].lstrip().lower().startswith(HTML_STARTS))

@@ -1,12 +1,8 @@
-"""The bolt listeners: decide whether an event is for the bot, then do the work in the background.
+"""The bolt listeners: parse each event, ask `routing` whether it is for the bot, and start
+the work in the background, so Slack gets its acknowledgement at once.
 
-Which messages the bot answers:
-- a mention in a channel (app_mention), answered in that message's thread;
-- any message in a thread the bot already takes part in, without a mention (a message that
-  does mention the bot is left to its app_mention event, so it gets one answer);
-- every message in a direct message with the bot (each DM thread is its own conversation).
-Bots (this one included), edits and deletions are ignored. Listeners only parse and start
-the work, so Slack gets its acknowledgement at once.
+Slack needs this module where Discord does not: bolt calls listeners registered on its app
+(with bolt's own arguments), where discord.py calls the client's `on_message` (in `app`).
 """
 
 from __future__ import annotations
@@ -32,6 +28,7 @@ from adapters.slack_bot.events import (
     parse_message,
 )
 from adapters.slack_bot.replies import Replies
+from adapters.slack_bot.routing import Trigger, route
 from bot import Service
 
 log = logging.getLogger(__name__)
@@ -59,23 +56,12 @@ class Listeners:
         app.command("/gemini")(self.on_command)
 
     async def on_mention(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
-        """A mention in a channel: answer in its thread (DMs are the message listener's)."""
-        message = parse_message(body, context.bot_user_id or "")
-        if message is None or message.is_dm:
-            return
-        self._spawn(self._replies.answer(message), f"answer to {message.key}")
+        """An `app_mention` event."""
+        await self._answer(body, context, "app_mention")
 
     async def on_message(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
-        """A message: answered in DMs, and in threads the bot is part of unless it mentions it."""
-        message = parse_message(body, context.bot_user_id or "")
-        if message is None:
-            return
-        if not message.is_dm:
-            if message.thread_ts is None or message.mentions_bot:
-                return
-            if not await self._service.knows(message.key):
-                return
-        self._spawn(self._replies.answer(message), f"answer to {message.key}")
+        """A `message` event."""
+        await self._answer(body, context, "message")
 
     async def on_assistant_thread(self, body: dict[str, Any]) -> None:
         """A new assistant thread: greet once, even if Slack delivers the event again."""
@@ -95,6 +81,15 @@ class Listeners:
         await ack()
         command = parse_command(body)
         self._spawn(self._run_command(command, respond), f"slack: /gemini from {command.user}")
+
+    async def _answer(self, body: dict[str, Any], context: AsyncBoltContext,
+                      trigger: Trigger) -> None:
+        message = parse_message(body, context.bot_user_id or "")
+        if message is None:
+            return
+        key = await route(message, trigger, self._service)
+        if key is not None:
+            self._spawn(self._replies.answer(message), f"answer to {key}")
 
     async def _run_command(self, command: SlashCommand, respond: AsyncRespond) -> None:
         text = await self._commands.reply(command)

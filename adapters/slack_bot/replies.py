@@ -6,15 +6,11 @@ import logging
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.common import PlatformTuning
+from adapters.slack_bot.access import People
 from adapters.slack_bot.events import SlackMessage
 from adapters.slack_bot.files import SlackFiles
-from adapters.slack_bot.people import People
-from adapters.slack_bot.surface import (
-    Place,
-    SlackStreamingSurface,
-    SlackSurface,
-    SlackTuning,
-)
+from adapters.slack_bot.surface import Place, SlackStreamingSurface, SlackSurface
 from bot import EditBudgets, Incoming, Service
 
 log = logging.getLogger(__name__)
@@ -29,13 +25,13 @@ class Replies:
     """
 
     def __init__(self, service: Service, client: AsyncWebClient, people: People,
-                 files: SlackFiles, tuning: SlackTuning) -> None:
+                 files: SlackFiles, tuning: PlatformTuning, budgets: EditBudgets) -> None:
         self._service = service
         self._client = client
         self._people = people
         self._files = files
         self._tuning = tuning
-        self._budgets = EditBudgets(tuning.edit_rate, tuning.edit_period, tuning.edit_burst)
+        self._budgets = budgets
 
     async def answer(self, message: SlackMessage) -> None:
         """Answer `message` through the core (which drops a redelivered event)."""

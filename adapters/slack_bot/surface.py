@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.common import PlatformTuning
 from adapters.slack_bot.errors import as_surface_errors, describe, is_passing
 from adapters.slack_bot.events import is_dm_channel
 from adapters.slack_bot.mrkdwn import quiet, settled
@@ -19,29 +20,11 @@ log = logging.getLogger(__name__)
 THINKING = "is thinking…"
 
 
-@dataclass(frozen=True, slots=True)
-class SlackTuning:
-    """Slack's limits as the bot applies them (tests shrink the pace to run fast).
-
-    A message holds up to `max_message_chars` (Slack refuses edits near 4,000); one message
-    is edited at most every `min_edit_interval` seconds; chat.update calls in a workspace
-    share `edit_rate` per `edit_period` seconds with bursts of `edit_burst`, which keeps
-    any 60-second window within Slack's Tier 3 limit of 50 (45 + 5 - 1 = 49).
-    """
-
-    max_message_chars: int = 3_500
-    min_edit_interval: float = 1.0
-    edit_rate: int = 45
-    edit_period: float = 60.0
-    edit_burst: int = 5
-
-    @property
-    def limits(self) -> SurfaceLimits:
-        """The limits the core's renderer works within."""
-        return SurfaceLimits(self.max_message_chars, self.min_edit_interval)
-
-
-DEFAULT_TUNING = SlackTuning()
+SLACK_TUNING = PlatformTuning(max_message_chars=3_500, min_edit_interval=1.0, edit_rate=45,
+                              edit_period=60.0, edit_burst=5)
+"""Slack's limits: up to 3,500 characters a message (Slack refuses edits near 4,000); one
+edit a second per message; chat.update calls in a workspace share 45 a minute with bursts
+of 5, which keeps any 60-second window within Slack's Tier 3 limit of 50 (45 + 5 - 1 = 49)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +222,7 @@ class SlackStream:
                         channel=self._place.channel, ts=self._ts, markdown_text=quiet(self._text)
                     )
             except RateLimited as limited:
-                self._budget.pause(limited.retry_after)
+                await self._budget.pause(limited.retry_after)
                 raise
             self._shown = self._text
         return self._ts

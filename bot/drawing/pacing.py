@@ -1,4 +1,9 @@
-"""Edit budgets: one platform rate limit shared fairly by every reply drawn in its scope."""
+"""Edit budgets: one platform rate limit shared fairly by every reply drawn in its scope.
+
+`EditBudget` and `EditBudgets` are the interface the renderer and the adapters use; the
+in-process implementation is here, the one shared by replicas through Redis is in
+`bot.drawing.shared_budget`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -13,8 +19,35 @@ Sleep = Callable[[float], Awaitable[None]]
 MAX_BUDGETS = 10_000
 
 
-class EditBudget:
-    """A rate limit (`rate` calls per `period` seconds, bursts up to `burst`) shared by callers.
+class EditBudget(Protocol):
+    """A rate limit shared by every caller in one scope (a Slack workspace, a Discord channel)."""
+
+    async def acquire(self) -> None:
+        """Wait for this caller's slot."""
+
+    async def pause(self, seconds: float) -> None:
+        """Hold every caller back for `seconds`, after the platform answered 429."""
+
+
+class EditBudgets(Protocol):
+    """The budgets of one platform, one per scope."""
+
+    def for_scope(self, scope: str) -> EditBudget:
+        """The budget shared by everything drawn in `scope`."""
+
+
+def gcra_timing(rate: int, period: float, burst: int) -> tuple[float, float]:
+    """The GCRA's emission interval and burst tolerance, in seconds, for `rate` calls per
+    `period` seconds in bursts of up to `burst`."""
+    if rate < 1 or period <= 0 or burst < 1:
+        raise ValueError("an edit budget needs rate >= 1, period > 0 and burst >= 1")
+    interval = period / rate
+    return interval, interval * (burst - 1)
+
+
+class LocalEditBudget:
+    """A rate limit (`rate` calls per `period` seconds, bursts up to `burst`) shared by the
+    callers in this process.
 
     Each caller reserves the next free slot before waiting, so waiters are served in arrival
     order and concurrent replies divide the budget instead of each assuming all of it.
@@ -29,10 +62,7 @@ class EditBudget:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        if rate < 1 or period <= 0 or burst < 1:
-            raise ValueError("an edit budget needs rate >= 1, period > 0 and burst >= 1")
-        self._interval = period / rate
-        self._tolerance = self._interval * (burst - 1)
+        self._interval, self._tolerance = gcra_timing(rate, period, burst)
         self._clock = clock
         self._sleep = sleep
         self._next = clock()
@@ -46,13 +76,14 @@ class EditBudget:
         if wait > 0:
             await self._sleep(wait)
 
-    def pause(self, seconds: float) -> None:
+    async def pause(self, seconds: float) -> None:
         """Hold every caller back for `seconds`, after the platform answered 429."""
         self._next = max(self._next, self._clock() + seconds + self._tolerance)
 
 
-class EditBudgets:
-    """The budgets of one platform, one per scope (a workspace, a channel), made on demand."""
+class LocalEditBudgets:
+    """The in-process budgets of one platform, one per scope, made on demand (the least
+    recently used dropped beyond `MAX_BUDGETS`)."""
 
     def __init__(
         self,
@@ -63,16 +94,17 @@ class EditBudgets:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
+        gcra_timing(rate, period, burst)
         self._rate, self._period, self._burst = rate, period, burst
         self._clock, self._sleep = clock, sleep
-        self._budgets: OrderedDict[str, EditBudget] = OrderedDict()
+        self._budgets: OrderedDict[str, LocalEditBudget] = OrderedDict()
 
-    def for_scope(self, scope: str) -> EditBudget:
+    def for_scope(self, scope: str) -> LocalEditBudget:
         """The budget shared by everything drawn in `scope`."""
         budget = self._budgets.get(scope)
         if budget is None:
-            budget = EditBudget(self._rate, self._period, self._burst, clock=self._clock,
-                                sleep=self._sleep)
+            budget = LocalEditBudget(self._rate, self._period, self._burst, clock=self._clock,
+                                     sleep=self._sleep)
             self._budgets[scope] = budget
             if len(self._budgets) > MAX_BUDGETS:
                 self._budgets.popitem(last=False)

@@ -144,12 +144,12 @@ class Renderer(ABC):
         if delay > 0:
             await self._sleep(delay)
 
-    def _rate_limited(self, limited: RateLimited) -> None:
+    async def _rate_limited(self, limited: RateLimited) -> None:
         log.info("platform rate limit: waiting %.1fs before the next call", limited.retry_after)
         self._limited_until = self._clock() + limited.retry_after
         self._next_at = max(self._next_at, self._limited_until)
         if self._budget is not None:
-            self._budget.pause(limited.retry_after)
+            await self._budget.pause(limited.retry_after)
 
     def _lost(self, exc: DeliveryFailed) -> None:
         log.warning("the reply can no longer be shown: %s", exc)
@@ -170,7 +170,7 @@ class Renderer(ABC):
             try:
                 await self._draw(final=False)
             except RateLimited as limited:
-                self._rate_limited(limited)
+                await self._rate_limited(limited)
                 self._changed.set()
             except DeliveryFailed as exc:
                 self._lost(exc)
@@ -184,7 +184,7 @@ class Renderer(ABC):
             await self._draw(final=True)
 
         async def note(limited: RateLimited) -> None:
-            self._rate_limited(limited)
+            await self._rate_limited(limited)
 
         try:
             await retry_until_done(attempt, what="drawing the final text", sleep=self._sleep,

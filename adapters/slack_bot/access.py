@@ -1,4 +1,5 @@
-"""Who a Slack user is: a display name, and whether they may change the bot's settings."""
+"""Who may use the bot and who may change its settings: in Slack, everyone who can reach it
+may use it, and a user's rights (and display name) come from users.info."""
 
 from __future__ import annotations
 

@@ -1,0 +1,12 @@
+"""What every platform adapter needs and no platform owns (like Vercel Chat's adapter-shared).
+
+    downloads   a platform's files: its own origins only, no redirects, a size cap + 1 byte
+    tuning      a platform's limits and edit pace, one type for every adapter
+
+Adapters import these from here (`from adapters.common import read_capped`).
+"""
+
+from adapters.common.downloads import Download, FileHosts, download_cap, read_capped
+from adapters.common.tuning import PlatformTuning
+
+__all__ = ["Download", "FileHosts", "PlatformTuning", "download_cap", "read_capped"]

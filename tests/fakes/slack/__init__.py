@@ -1,0 +1,75 @@
+"""A fake Slack for end-to-end tests, driven by the real ``slack_sdk`` / ``slack_bolt``
+clients on 127.0.0.1: the Web API methods the bot calls, Socket Mode, the ``url_private``
+file host, ``response_url``, and signed HTTP-mode requests with Slack's 3-second ack deadline.
+
+It implements only what the bot uses and keeps Slack's rules where the bot depends on them:
+``markdown_text`` at most 12,000 characters and never with ``text`` or ``blocks``, tokens
+by kind, ``chat.update`` rate limits with ``Retry-After``, streams that need a recipient
+outside DMs, a sign-in page for unauthenticated downloads. Everything is recorded (``calls``,
+``texts()``, ``streams``, ``downloads``, ``responses``, ``envelopes``, ``missed_acks`` ...).
+
+Modules: ``workspace`` (ids, tokens, limits), ``records``, ``state`` (the workspace and what
+people do in it), ``payloads`` (event and command payloads, signing), ``web_api`` (the method
+table), ``faults`` (injected errors, rate limits, holds), ``socket_mode`` and ``server``.
+"""
+
+from tests.fakes.slack.payloads import (
+    event_callback_body,
+    event_callback_payload,
+    signed_headers,
+    slash_command_body,
+    slash_command_payload,
+)
+from tests.fakes.slack.records import (
+    ApiCall,
+    Download,
+    Envelope,
+    PostedResponse,
+    SocketConnection,
+    StoredMessage,
+    Stream,
+)
+from tests.fakes.slack.server import SIGN_IN_PAGE, FakeSlack
+from tests.fakes.slack.workspace import (
+    ACK_DEADLINE,
+    ADMIN_USER_ID,
+    APP_ID,
+    BOT_ID,
+    BOT_USER_ID,
+    DEFAULT_APP_TOKEN,
+    DEFAULT_BOT_TOKEN,
+    DEFAULT_SIGNING_SECRET,
+    MAX_MARKDOWN_CHARS,
+    OWNER_USER_ID,
+    PLAIN_USER_ID,
+    TEAM_ID,
+)
+
+__all__ = [
+    "ACK_DEADLINE",
+    "ADMIN_USER_ID",
+    "APP_ID",
+    "BOT_ID",
+    "BOT_USER_ID",
+    "DEFAULT_APP_TOKEN",
+    "DEFAULT_BOT_TOKEN",
+    "DEFAULT_SIGNING_SECRET",
+    "MAX_MARKDOWN_CHARS",
+    "OWNER_USER_ID",
+    "PLAIN_USER_ID",
+    "SIGN_IN_PAGE",
+    "TEAM_ID",
+    "ApiCall",
+    "Download",
+    "Envelope",
+    "FakeSlack",
+    "PostedResponse",
+    "SocketConnection",
+    "StoredMessage",
+    "Stream",
+    "event_callback_body",
+    "event_callback_payload",
+    "signed_headers",
+    "slash_command_body",
+    "slash_command_payload",
+]
