@@ -49,11 +49,8 @@ class Replies:
 
     def __init__(self, service: Service, files: DiscordFiles, access: Access,
                  tuning: PlatformTuning, budgets: EditBudgets) -> None:
-        self._service = service
-        self._files = files
-        self._access = access
-        self._tuning = tuning
-        self._budgets = budgets
+        self._service, self._files, self._access = service, files, access
+        self._tuning, self._budgets = tuning, budgets
         self._writing: Counter[ConversationKey] = Counter()
         """Messages being answered (or waiting their turn), per conversation."""
 
