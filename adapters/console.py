@@ -23,6 +23,8 @@ from bot import (
 PLATFORM = "console"
 LIMITS = SurfaceLimits(max_message_chars=1_000_000, min_edit_interval=0.0)
 PROMPT = "you> "
+FILE_COMMANDS = ("/file", "/image")
+"""Commands that send a file with an optional question (`/image` is the older name)."""
 
 
 class _TerminalStream:
@@ -71,6 +73,11 @@ class TerminalSurface:
         self._err.write(text + "\n")
         self._err.flush()
 
+    async def show_status(self, text: str) -> None:
+        """A tool's status line, on standard error ("" clears nothing: lines stay)."""
+        if text:
+            await self.notify(text)
+
 
 class PipeSurface:
     """For piped input: nothing is drawn while streaming; the caller prints the whole reply."""
@@ -95,9 +102,16 @@ class PipeSurface:
         self._err.write(text + "\n")
         self._err.flush()
 
+    async def show_status(self, text: str) -> None:
+        """A tool's status line, on standard error (standard output holds replies only)."""
+        if text:
+            await self.notify(text)
+
 
 def _file_attachment(path: Path) -> Attachment:
-    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    """The file as an attachment; an unknown type is left empty, so the core goes by the
+    file's name or, for images, by its first bytes."""
+    content_type = mimetypes.guess_type(path.name)[0] or ""
 
     async def fetch() -> bytes:
         return await asyncio.to_thread(path.read_bytes)
@@ -121,7 +135,7 @@ class ConsoleChat:
         """Chat until end of input."""
         if self._interactive:
             self._err.write(f"Chatting in conversation {self._key.thread!r}. "
-                            "/image PATH [question], /gemini help, Ctrl-D to quit.\n")
+                            "/file PATH [question], /gemini help, Ctrl-D to quit.\n")
         while True:
             if self._interactive:
                 self._out.write(PROMPT)
@@ -134,15 +148,16 @@ class ConsoleChat:
                 await self.handle_line(line)
 
     async def handle_line(self, line: str) -> None:
-        """Answer one line: a command, an image, or a message."""
+        """Answer one line: a command, a file (an image or a document), or a message."""
         if line.startswith("/gemini"):
             ctx = CommandContext(self._key, self._author)
             self._write(await self._service.commands.run(ctx, line.removeprefix("/gemini")))
             return
         attachments: tuple[Attachment, ...] = ()
         text = line
-        if line.startswith("/image"):
-            parsed = self._image_line(line)
+        command = (line.split(maxsplit=1) or [""])[0]
+        if command in FILE_COMMANDS:
+            parsed = self._file_line(command, line)
             if parsed is None:
                 return
             attachments, text = parsed
@@ -159,14 +174,16 @@ class ConsoleChat:
             self._err.write(outcome.note + "\n")
             self._err.flush()
 
-    def _image_line(self, line: str) -> tuple[tuple[Attachment, ...], str] | None:
+    def _file_line(self, command: str, line: str) -> tuple[tuple[Attachment, ...], str] | None:
+        """The file and the question of `/file PATH [question]`, or None after saying what
+        is wrong with the line."""
         try:
-            words = shlex.split(line.removeprefix("/image"))
+            words = shlex.split(line.removeprefix(command))
         except ValueError as exc:
             self._err.write(f"Could not read that line: {exc}\n")
             return None
         if not words:
-            self._err.write("Usage: /image PATH [question]\n")
+            self._err.write(f"Usage: {command} PATH [question]\n")
             return None
         path = Path(words[0]).expanduser()
         if not path.is_file():

@@ -6,21 +6,30 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import httpx
-from redis.asyncio import Redis
+from sqlalchemy import event
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import Settings
-from bot.drawing.pacing import EditBudgets, Sleep
-from bot.drawing.shared_budget import BUDGET_KEY_PREFIX, edit_budgets
+from bot.documents import DocumentReader
+from bot.drawing.pacing import EditBudgets, LocalEditBudgets, Sleep
 from bot.errors import UserFacingError
 from bot.limits import LimitSettings
+from bot.metrics import Metrics
 from bot.model.llm import ModelClient, create_http_client
 from bot.service import Service, ServiceConfig
 from bot.storage.database import create_engine, migrate
 from bot.storage.store import Store
+from bot.tools.mcp_config import load_mcp_config
+from bot.tools.registry import open_toolbox
+
+if TYPE_CHECKING:  # redis is loaded only when REDIS_URL is set
+    from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +46,16 @@ class Core:
     http: httpx.AsyncClient
     service: Service
     redis: Redis | None = None
+    metrics: Metrics = field(default_factory=Metrics)
 
     def edit_budgets(self, platform: str, rate: int, period: float, burst: int) -> EditBudgets:
         """Budgets for one platform's scopes (`rate` calls per `period` seconds, bursts of
         `burst`): shared by every replica through Redis when REDIS_URL is set, else this
         process's own."""
+        if self.redis is None:
+            return LocalEditBudgets(rate, period, burst)
+        from bot.drawing.shared_budget import BUDGET_KEY_PREFIX, edit_budgets
+
         return edit_budgets(rate, period, burst, redis=self.redis,
                             prefix=f"{BUDGET_KEY_PREFIX}{platform}:")
 
@@ -55,9 +69,13 @@ def service_config(settings: Settings) -> ServiceConfig:
         max_images=settings.bot_max_images,
         max_attachment_bytes=settings.bot_max_attachment_bytes,
         max_text_attachment_bytes=settings.bot_max_text_attachment_bytes,
+        max_document_chars=settings.bot_max_document_chars,
         allowed_models=settings.allowed_models,
         max_completion_tokens=settings.bot_max_completion_tokens,
         max_request_bytes=settings.bot_max_request_bytes,
+        max_tool_rounds=settings.bot_max_tool_rounds,
+        tool_timeout=settings.bot_tool_timeout,
+        tool_result_chars=settings.bot_tool_result_chars,
         limits=LimitSettings(
             user_messages_per_minute=settings.bot_user_messages_per_minute,
             user_daily_tokens=settings.bot_user_daily_tokens,
@@ -69,14 +87,19 @@ def service_config(settings: Settings) -> ServiceConfig:
 
 
 @asynccontextmanager
-async def open_core(settings: Settings, *, secrets: Iterable[str] = ()) -> AsyncIterator[Core]:
+async def open_core(settings: Settings, *, secrets: Iterable[str] = (),
+                    metrics: Metrics | None = None) -> AsyncIterator[Core]:
     """Migrate and open the database, start the shared HTTP client, build the service.
 
     The model client masks the core's secrets in its errors, and `secrets` too (the
-    adapters' tokens, which the launcher passes).
+    adapters' tokens, which the launcher passes). Everything records into `metrics` (the
+    launcher's, which /metrics shows; by default a registry of the core's own).
     """
     api_key = settings.api_key()
+    mcp_servers = load_mcp_config(settings.bot_mcp_config) if settings.bot_mcp_config else []
+    metrics = metrics or Metrics()
     engine = create_engine(settings.database_url)
+    count_database_errors(engine, metrics)
     await migrate(engine)
     store = Store(engine)
     pruning = asyncio.create_task(prune_events(store))
@@ -88,17 +111,32 @@ async def open_core(settings: Settings, *, secrets: Iterable[str] = ()) -> Async
         reply_timeout=settings.bot_reply_timeout,
         idle_timeout=settings.bot_read_timeout,
         secrets=[*settings.secrets(), *secrets],
+        metrics=metrics,
     )
     redis = _redis_client(settings)
+    tools = await open_toolbox(settings.bot_tools, allow_private=settings.bot_fetch_allow_private,
+                               mcp_servers=mcp_servers, tool_timeout=settings.bot_tool_timeout,
+                               documents=DocumentReader())
+    service = Service(store, model, service_config(settings), metrics=metrics, tools=tools)
     try:
-        yield Core(settings, store, http, Service(store, model, service_config(settings)), redis)
+        yield Core(settings, store, http, service, redis, metrics)
     finally:
         pruning.cancel()
         await asyncio.gather(pruning, return_exceptions=True)
         await http.aclose()
+        await tools.aclose()
         if redis is not None:
             await redis.aclose()
         await store.close()
+
+
+def count_database_errors(engine: AsyncEngine, metrics: Metrics) -> None:
+    """Count every error the database driver raises on `engine` (connecting included)."""
+
+    def counted(_: ExceptionContext) -> None:
+        metrics.database_error()
+
+    event.listen(engine.sync_engine, "handle_error", counted)
 
 
 def _redis_client(settings: Settings) -> Redis | None:
@@ -110,6 +148,8 @@ def _redis_client(settings: Settings) -> Redis | None:
             log.warning("REDIS_URL is not set: each replica spends the platforms' rate budgets "
                         "on its own; set REDIS_URL to share them")
         return None
+    from redis.asyncio import Redis
+
     return Redis.from_url(settings.redis_url.get_secret_value(), socket_connect_timeout=1,
                           socket_timeout=1)
 

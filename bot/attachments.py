@@ -1,4 +1,8 @@
-"""Turning a message's attachments into turn parts: normalised images, small text files, notes.
+"""Turning a message's attachments into turn parts: normalised images, documents' text, notes.
+
+Documents (PDF, DOCX, text files; see `bot.documents`) become one text part each, headed by
+their name (`[file report.pdf]`); the text is stored, never the file. A document that cannot
+be read in full gets a note in the chat, and the model finds the same note under its heading.
 
 Every image is decoded in a worker thread (at most a few at once, see `ImageDecoder`) and
 stored in a form the model API takes, by these rules:
@@ -22,21 +26,24 @@ import functools
 import hashlib
 import io
 import logging
+import re
 from dataclasses import dataclass, field
 
-import pillow_heif
 from PIL import ExifTags, Image, ImageOps
 
+from bot import defaults
 from bot.conversation import Attachment, ImagePart, Part, TextPart
+from bot.documents import DocumentKind, DocumentReader, document_kind
 from bot.errors import UnusableImage
 
 log = logging.getLogger(__name__)
 
 HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs",
                b"mif1", b"msf1", b"heif"}
-TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-yaml",
-              "application/yaml", "application/toml")
 IMAGE_KINDS = "PNG, JPEG, WebP, GIF, HEIC/HEIF"
+READABLE = f"only images ({IMAGE_KINDS}), PDF and Word (.docx) documents, and text files are read"
+"""Completes "Skipped report.zip: …" for a file of a kind the bot does not read."""
+MAX_NAME_CHARS = 120
 MAX_FILES_PER_MESSAGE = 10
 MAX_IMAGE_PIXELS = 25_000_000
 MAX_IMAGE_SIDE = 2048
@@ -54,10 +61,21 @@ SIZE_UNITS = (("MB", 1024 * 1024), ("KB", 1024))
 
 @dataclass(slots=True)
 class PreparedAttachments:
-    """The parts made from a message's attachments and a note for each one skipped."""
+    """What a message's attachments became: parts for the model (images, documents' text
+    under their headings, and notes on documents that could not be read in full), notes for
+    the person, and whether anything at all could be read."""
 
     parts: list[Part] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    has_content: bool = False
+
+    def turn_parts(self, text: str) -> list[Part]:
+        """The question's parts: its text, then the files'. None at all when there is no
+        text and nothing could be read: notes alone are not worth a model call."""
+        parts: list[Part] = [TextPart(text)] if text else []
+        if parts or self.has_content:
+            parts.extend(self.parts)
+        return parts
 
 
 class ImageDecoder:
@@ -155,6 +173,8 @@ def _open(data: bytes, mime_type: str, max_pixels: int) -> tuple[Image.Image, st
     Pillow only reads the header here; HEIC/HEIF is decoded (by pillow-heif) after the check.
     """
     if mime_type in ("image/heic", "image/heif"):
+        import pillow_heif  # on first use: most processes never see a HEIC photo
+
         heif = pillow_heif.open_heif(io.BytesIO(data))
         _check_pixels(heif.size, max_pixels)
         return heif.to_pillow(), "HEIF"
@@ -231,73 +251,150 @@ def _number(value: float, decimals: int) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def _is_text(attachment: Attachment) -> bool:
-    return attachment.content_type.split(";")[0].strip().lower().startswith(TEXT_TYPES)
-
-
 def _too_large(name: str, size: int, limit: int, text: bool) -> str:
     shown_size, shown_limit = format_sizes(size, limit)
     which = " for text files" if text else ""
     return f"Skipped {name}: it is {shown_size}; the limit{which} is {shown_limit}."
 
 
+def _heading(name: str) -> str:
+    """The line that introduces a document's text to the model: `[file report.pdf]`."""
+    return f"[file {name}]"
+
+
+def _display_name(filename: str) -> str:
+    """A file's name fit for one line of a heading or note: no line breaks or other control
+    characters, no brackets that could close the heading, at most MAX_NAME_CHARS."""
+    name = re.sub(r"[\x00-\x1f\x7f\[\]]+", " ", filename).strip()
+    if len(name) > MAX_NAME_CHARS:
+        name = name[: MAX_NAME_CHARS - 1] + "…"
+    return name or "attachment"
+
+
+class _Preparation:
+    """One message's attachments on their way to becoming parts, sharing the budget of
+    document characters."""
+
+    def __init__(self, max_bytes: int, max_text_bytes: int, max_document_chars: int,
+                 decoder: ImageDecoder, reader: DocumentReader) -> None:
+        self.result = PreparedAttachments()
+        self._max_bytes = max_bytes
+        self._max_text_bytes = max_text_bytes
+        self._max_document_chars = max_document_chars
+        self._chars_left = max_document_chars
+        self._decoder = decoder
+        self._reader = reader
+
+    async def add(self, attachment: Attachment) -> None:
+        name = _display_name(attachment.filename)
+        kind = document_kind(attachment.filename, attachment.content_type)
+        if kind is not None:
+            await self._add_document(attachment, name, kind)
+        elif attachment.content_type and \
+                not attachment.content_type.lower().startswith("image/"):
+            self.result.notes.append(f"Skipped {name}: {READABLE}.")
+        else:
+            await self._add_image(attachment, name)
+
+    async def _add_image(self, attachment: Attachment, name: str) -> None:
+        data = await self._fetch(attachment, name, self._max_bytes, text=False)
+        if data is None:
+            return
+        mime_type = sniff_image_type(data)
+        if mime_type is None:
+            self.result.notes.append(f"Skipped {name}: {READABLE}.")
+            return
+        try:
+            self.result.parts.append(await self._decoder.normalise(data, mime_type,
+                                                                   self._max_bytes))
+            self.result.has_content = True
+        except UnusableImage as exc:
+            self.result.notes.append(f"Skipped {name}: {exc}.")
+
+    async def _add_document(self, attachment: Attachment, name: str, kind: DocumentKind
+                            ) -> None:
+        is_text = kind is DocumentKind.TEXT
+        limit = self._max_text_bytes if is_text else self._max_bytes
+        if self._chars_left <= 0 and attachment.size <= limit:
+            self._note_on_document(name, f"was not read: {self._document_limit()}")
+            return
+        data = await self._fetch(attachment, name, limit, text=is_text)
+        if data is None:
+            return
+        read = await self._reader.read(kind, data, self._chars_left)
+        self._chars_left -= len(read.text)
+        if read.problem is not None and not read.text:
+            self._note_on_document(name, read.problem)
+            return
+        body = read.text
+        if read.problem is not None:
+            self._note_on_document(name, read.problem, to_model=False)
+            body += f"\n({name} {read.problem})"
+        if read.cut:
+            self.result.notes.append(
+                f"({name} was cut after {len(read.text):,} characters: "
+                f"{self._document_limit()})"
+            )
+            body += f"\n(cut here: {self._document_limit()})"
+        self.result.parts.append(TextPart(f"{_heading(name)}\n{body}"))
+        self.result.has_content = True
+
+    def _note_on_document(self, name: str, problem: str, *, to_model: bool = True) -> None:
+        """Tell the person, and (with `to_model`) the model under the file's heading, why a
+        document could not be read."""
+        note = f"({name} {problem})"
+        self.result.notes.append(note)
+        if to_model:
+            self.result.parts.append(TextPart(f"{_heading(name)}\n{note}"))
+
+    def _document_limit(self) -> str:
+        return (f"the documents of one message are limited to "
+                f"{self._max_document_chars:,} characters")
+
+    async def _fetch(self, attachment: Attachment, name: str, limit: int, *, text: bool
+                     ) -> bytes | None:
+        """The file's bytes if it is within `limit` (declared and real), else None with a
+        note saying why."""
+        if attachment.size > limit:
+            self.result.notes.append(_too_large(name, attachment.size, limit, text))
+            return None
+        try:
+            data = await attachment.fetch()
+        except Exception as exc:
+            log.warning("downloading attachment %s failed: %s", name, exc)
+            self.result.notes.append(f"Skipped {name}: it could not be downloaded.")
+            return None
+        if len(data) > limit:
+            which = " for text files" if text else ""
+            self.result.notes.append(
+                f"Skipped {name}: it is larger than the limit{which}, {format_sizes(0, limit)[1]}."
+            )
+            return None
+        return data
+
+
 async def prepare_attachments(
     attachments: tuple[Attachment, ...], max_bytes: int, max_text_bytes: int, *,
-    decoder: ImageDecoder | None = None,
+    max_document_chars: int = defaults.MAX_DOCUMENT_CHARS,
+    decoder: ImageDecoder | None = None, reader: DocumentReader | None = None,
 ) -> PreparedAttachments:
     """Download and check each attachment (the first MAX_FILES_PER_MESSAGE; the rest are not
     downloaded); what cannot be used gets a note saying why.
 
-    Pass the one `decoder` the service shares between replies; without it a private one is
-    made, which bounds only this call's decoding.
+    Text files are limited to `max_text_bytes`, every other file to `max_bytes`, and the text
+    of all documents together to `max_document_chars` (the documents after the limit are not
+    downloaded). Pass the one `decoder` and `reader` the service shares between replies;
+    without them private ones are made, which bound only this call's work.
     """
-    if decoder is None:
-        decoder = ImageDecoder()
-    prepared = PreparedAttachments()
+    preparation = _Preparation(max_bytes, max_text_bytes, max_document_chars,
+                               decoder or ImageDecoder(), reader or DocumentReader())
     if len(attachments) > MAX_FILES_PER_MESSAGE:
         skipped = len(attachments) - MAX_FILES_PER_MESSAGE
-        prepared.notes.append(
+        preparation.result.notes.append(
             f"Only the first {MAX_FILES_PER_MESSAGE} files of a message are read; {skipped} "
             "more were skipped (images too)."
         )
         attachments = attachments[:MAX_FILES_PER_MESSAGE]
     for attachment in attachments:
-        name = attachment.filename or "attachment"
-        declared_text = _is_text(attachment)
-        limit = max_text_bytes if declared_text else max_bytes
-        if attachment.size > limit:
-            prepared.notes.append(_too_large(name, attachment.size, limit, declared_text))
-            continue
-        if not declared_text and not attachment.content_type.lower().startswith("image/") \
-                and attachment.content_type:
-            prepared.notes.append(
-                f"Skipped {name}: only images ({IMAGE_KINDS}) and small text files are read."
-            )
-            continue
-        try:
-            data = await attachment.fetch()
-        except Exception as exc:
-            log.warning("downloading attachment %s failed: %s", name, exc)
-            prepared.notes.append(f"Skipped {name}: it could not be downloaded.")
-            continue
-        if len(data) > limit:
-            which = " for text files" if declared_text else ""
-            prepared.notes.append(
-                f"Skipped {name}: it is larger than the limit{which}, {format_sizes(0, limit)[1]}."
-            )
-            continue
-        if declared_text:
-            text = data.decode("utf-8", errors="replace")
-            prepared.parts.append(TextPart(f"[file {name}]\n{text}"))
-            continue
-        mime_type = sniff_image_type(data)
-        if mime_type is None:
-            prepared.notes.append(
-                f"Skipped {name}: only images ({IMAGE_KINDS}) and small text files are read."
-            )
-            continue
-        try:
-            prepared.parts.append(await decoder.normalise(data, mime_type, max_bytes))
-        except UnusableImage as exc:
-            prepared.notes.append(f"Skipped {name}: {exc}.")
-    return prepared
+        await preparation.add(attachment)
+    return preparation.result

@@ -1,4 +1,5 @@
-"""The /gemini commands, platform-neutral: show and change a channel's settings, reset, usage."""
+"""The /gemini commands, platform-neutral: show and change a channel's settings and tools,
+reset, usage."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from bot.model.parameters import (
     validate_system_prompt,
 )
 from bot.storage.store import Store, UsageTotals
+from bot.tools.registry import Toolbox
 
 PROMPT_PREVIEW_CHARS = 500
 
@@ -26,6 +28,7 @@ HELP = """\
 `system <prompt>`: set the system prompt · `system reset`: back to the default
 `set <setting> <value>` · `unset <setting>`: change one setting, or return it to the default
 `reset`: forget this conversation · `usage`: tokens used in this channel
+`tools`: the tools I may use here · `tools enable <name>` · `tools disable <name>`
 Changing settings needs channel-manager rights; anyone may look.
 **Settings**
 {settings}"""
@@ -44,8 +47,9 @@ class Commands:
 
     def __init__(self, store: Store, default_model: str, default_system_prompt: str, *,
                  allowed_models: tuple[str, ...] = (), max_completion_tokens: int = 65_536,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, tools: Toolbox | None = None) -> None:
         self._store = store
+        self._tools = tools or Toolbox()
         self._default_model = default_model
         self._default_system_prompt = default_system_prompt
         self._models = tuple(dict.fromkeys((default_model, *allowed_models)))
@@ -76,10 +80,45 @@ class Commands:
                 lines.append(f"`model`: {self._default_model} (default)")
         if len(lines) == 3:
             lines.append("Other settings: the model's defaults.")
+        lines.append(self._tools_line(settings))
         warning = _sampling_warning(settings)
         if warning:
             lines.append(warning)
         return "\n".join(lines)
+
+    def _tools_line(self, settings: ChannelSettings) -> str:
+        listing = self._tools.listing(settings.tools)
+        if not listing:
+            return "Tools: none on this bot."
+        on = [f"`{t.name}`" for t in listing if t.on]
+        off = [f"`{t.name}`" for t in listing if not t.on]
+        return "Tools: " + (", ".join(on) or "none") + (f" (off: {', '.join(off)})" if off else "")
+
+    async def tools(self, ctx: CommandContext) -> str:
+        """Every tool this bot has, on or off in this channel."""
+        settings = await self._store.channel_settings(ctx.conversation.channel_key)
+        listing = self._tools.listing(settings.tools)
+        if not listing:
+            return "This bot has no tools."
+        lines = ["**Tools in this channel**"]
+        lines.extend(f"`{t.name}`: {'on' if t.on else 'off'}: {_first_sentence(t.description)}"
+                     for t in listing)
+        lines.append("Managers: `tools enable <name>` / `tools disable <name>` (an MCP "
+                     "server's tools together: `SERVER__*`).")
+        return "\n".join(lines)
+
+    async def switch_tool(self, ctx: CommandContext, name: str, on: bool) -> str:
+        """Turn a tool (or `SERVER__*`, every tool of an MCP server) on or off here."""
+        _require_configure(ctx)
+        name = self._tools.switch_name(name)
+        settings = await self._store.channel_settings(ctx.conversation.channel_key)
+        switches = dict(settings.tools)
+        if name.endswith("__*"):
+            prefix = name[:-1]
+            switches = {k: v for k, v in switches.items() if not k.startswith(prefix)}
+        switches[name] = on
+        await self._save(ctx, replace(settings, tools=switches))
+        return f"`{name}` is {'on' if on else 'off'} in this channel."
 
     async def system_prompt_for_editing(self, ctx: CommandContext) -> str:
         """The channel's own system prompt ("" when it uses the default), to edit in a form;
@@ -198,6 +237,14 @@ class Commands:
             return await self.usage(ctx)
         if verb == "reset":
             return await self.reset_conversation(ctx)
+        if verb == "tools":
+            action, _, name = rest.partition(" ")
+            if action.lower() in ("", "list"):
+                return await self.tools(ctx)
+            if action.lower() in ("enable", "disable") and name.strip():
+                return await self.switch_tool(ctx, name, action.lower() == "enable")
+            raise InvalidSetting("Usage: `tools`, `tools enable <name>` or "
+                                 "`tools disable <name>`.")
         if verb == "system":
             if rest.lower() == "reset":
                 return await self.reset_system_prompt(ctx)
@@ -235,6 +282,11 @@ def _sampling_warning(settings: ChannelSettings) -> str:
 
 def _person(user_id: str, ctx: CommandContext) -> str:
     return f"`{user_id}`" + (" (you)" if user_id == ctx.user.id else "")
+
+
+def _first_sentence(text: str) -> str:
+    sentence = text.strip().split(". ")[0].rstrip(".")
+    return sentence[:200] + ("…" if len(sentence) > 200 else "")
 
 
 def _preview(prompt: str) -> str:

@@ -9,6 +9,7 @@ own prefix (DISCORD_, SLACK_), and the launcher reads them all at start-up.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Self
 
 from pydantic import (
@@ -23,6 +24,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot import defaults
 from bot.errors import ConfigError
+from bot.logs import LogFormat
 
 
 def _split_commas(value: Any) -> Any:
@@ -36,6 +38,9 @@ def _base_url(value: str) -> str:
         raise ValueError("a URL starting with http:// or https://")
     return value.rstrip("/")
 
+
+TOOL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*__(\*|[A-Za-z0-9_-]+)$")
+"""An MCP tool in BOT_TOOLS: `SERVER__TOOL`, or `SERVER__*` for all of a server's tools."""
 
 CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_commas)]
 """A list written in one variable as `a, b,c` (blanks dropped)."""
@@ -98,11 +103,15 @@ class Settings(EnvironmentSettings):
     bot_max_images: int = Field(defaults.MAX_IMAGES, ge=0, le=64)
     bot_max_attachment_bytes: int = Field(defaults.MAX_ATTACHMENT_BYTES, ge=1)
     bot_max_text_attachment_bytes: int = Field(defaults.MAX_TEXT_ATTACHMENT_BYTES, ge=0)
+    bot_max_document_chars: int = Field(defaults.MAX_DOCUMENT_CHARS, ge=1, le=4_000_000)
     bot_connect_timeout: float = Field(defaults.CONNECT_TIMEOUT, gt=0)
     bot_read_timeout: float = Field(defaults.READ_TIMEOUT, gt=0)
     bot_rate_limit_retries: int = Field(defaults.RATE_LIMIT_RETRIES, ge=0, le=10)
     bot_log_level: str = "INFO"
+    bot_log_format: LogFormat = "text"
+    bot_http_host: str = Field(defaults.HTTP_HOST, min_length=1)
     bot_http_port: int = Field(3000, ge=1, le=65535)
+    bot_shutdown_grace: float = Field(defaults.SHUTDOWN_GRACE, ge=0, le=3600)
 
     bot_user_messages_per_minute: int = Field(defaults.USER_MESSAGES_PER_MINUTE, ge=0, le=10_000)
     bot_user_daily_tokens: int = Field(0, ge=0)
@@ -117,6 +126,13 @@ class Settings(EnvironmentSettings):
     bot_reply_timeout: float = Field(defaults.REPLY_TIMEOUT, gt=0)
     bot_max_request_bytes: int = Field(defaults.MAX_REQUEST_BYTES, ge=100_000)
 
+    bot_tools: CommaList = defaults.TOOLS
+    bot_max_tool_rounds: int = Field(defaults.MAX_TOOL_ROUNDS, ge=0, le=20)
+    bot_tool_timeout: float = Field(defaults.TOOL_TIMEOUT, gt=0, le=600)
+    bot_tool_result_chars: int = Field(defaults.TOOL_RESULT_CHARS, ge=500, le=1_000_000)
+    bot_fetch_allow_private: CommaList = ()
+    bot_mcp_config: str | None = None
+
     @field_validator("bot_log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
@@ -124,6 +140,28 @@ class Settings(EnvironmentSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("one of DEBUG, INFO, WARNING, ERROR")
         return level
+
+    @field_validator("bot_tools")
+    @classmethod
+    def _tools(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if value == ("none",):
+            return ()
+        for name in value:
+            if name not in defaults.TOOLS and not TOOL_PATTERN.match(name):
+                raise ValueError(
+                    f"tool names: {', '.join(defaults.TOOLS)}, SERVER__TOOL or SERVER__* for "
+                    f"an MCP server's tools, or none (not {name[:40]!r})"
+                )
+        return value
+
+    @field_validator("bot_fetch_allow_private")
+    @classmethod
+    def _host_ports(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            host, _, port = entry.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"host:port entries such as 127.0.0.1:8080 (not {entry[:60]!r})")
+        return value
 
     @property
     def allowed_models(self) -> tuple[str, ...]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ class Role(StrEnum):
 
     USER = "user"
     ASSISTANT = "assistant"
+    TOOL = "tool"
 
 
 class TurnStatus(StrEnum):
@@ -74,6 +76,18 @@ Part = TextPart | ImagePart
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool the model asked to run: the call's id, the tool's name, the arguments as the
+    JSON text the model wrote, and every other field the API sent with the call (such as
+    `extra_content.google.thought_signature`), kept to be sent back verbatim."""
+
+    id: str
+    name: str
+    arguments: str
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     """Tokens the model API counted for one reply."""
 
@@ -96,6 +110,13 @@ class Turn:
     model: str | None = None
     status: TurnStatus = TurnStatus.COMPLETE
     error: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    """An assistant turn's tool calls (its text is what the model wrote before them)."""
+    tool_call_id: str | None = None
+    """A tool turn's call: its text is that call's result."""
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    """Fields of an assistant message the API sent that the bot does not know, sent back
+    verbatim."""
 
     @property
     def text(self) -> str:

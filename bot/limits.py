@@ -85,6 +85,7 @@ class Limits:
         self._wall_clock = wall_clock
         self._slots = asyncio.Semaphore(settings.max_concurrent_replies)
         self.waiting_for_slot = 0
+        self.writing = 0
         self._in_conversation: dict[ConversationKey, int] = {}
 
     def admit_message(self, platform: str, author: Author) -> None:
@@ -111,18 +112,25 @@ class Limits:
             else:
                 del self._in_conversation[key]
 
+    @property
+    def waiting(self) -> int:
+        """Messages waiting for their turn: queued in a conversation, not yet writing."""
+        return max(0, sum(self._in_conversation.values()) - self.writing)
+
     @asynccontextmanager
     async def reply_slot(self) -> AsyncIterator[None]:
         """Wait for one of the process's reply slots (counted in `waiting_for_slot` while
-        waiting) and hold it."""
+        waiting) and hold it (counted in `writing`)."""
         self.waiting_for_slot += 1
         try:
             await self._slots.acquire()
         finally:
             self.waiting_for_slot -= 1
+        self.writing += 1
         try:
             yield
         finally:
+            self.writing -= 1
             self._slots.release()
 
     def day_start(self) -> datetime:

@@ -1,12 +1,20 @@
-"""The reply service: store the question, ask the model, draw the answer, store the answer."""
+"""The reply service: store the question, ask the model, draw the answer, store the answer.
+
+With tools, one answer may take several rounds: the model's calls are run (all at once, a
+status line showing meanwhile), the round's assistant turn and each result are stored as turns,
+and the model is asked again with them, for up to `max_tool_rounds` rounds; after those it is
+asked once more with tool_choice none. Text of every round is drawn as one answer, which ends
+with the addresses the tools read."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Protocol
 
 from bot import defaults
@@ -19,20 +27,27 @@ from bot.conversation import (
     Part,
     Role,
     TextPart,
+    ToolCall,
     Turn,
     TurnStatus,
 )
-from bot.drawing.pacing import Clock, EditBudget, Sleep
+from bot.documents import DocumentReader
+from bot.drawing.pacing import Clock, EditBudget, Sleep, TimedEditBudget
 from bot.drawing.render import Renderer, renderer_for
 from bot.drawing.surface import Surface
 from bot.errors import LimitReached, RequestRejected, StreamInterrupted, UserFacingError
 from bot.limits import Limits, LimitSettings
+from bot.logs import log_context
+from bot.metrics import FAILED, REFUSED, Metrics
 from bot.model.llm import ChatRequest, StreamEnd, StreamEvent, TextDelta
 from bot.model.parameters import request_parameters
-from bot.model.prompt import build_request
+from bot.model.prompt import build_request, follow_up
 from bot.model.tokens import estimate_tokens
 from bot.storage.locking import ConversationGate
 from bot.storage.store import Store
+from bot.tools.base import ChannelReader, Tool, ToolContext
+from bot.tools.registry import Toolbox
+from bot.tools.runner import ToolRunner, status_line
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +56,15 @@ GENERIC_FAILURE = (
     f"{WARNING} Something went wrong on my side while answering. Your message is saved; "
     "please try again."
 )
+RESTARTING = "I am restarting right now. Please ask again in a moment."
+CUT_FOR_RESTART = "I had to stop here: the bot is restarting. Ask again in a moment to go on."
 FINISH_NOTES = {
     "length": "(The answer reached its length limit, `max_completion_tokens`.)",
     "content_filter": "(The model stopped this answer for safety reasons.)",
     "safety": "(The model stopped this answer for safety reasons.)",
 }
+MAX_SOURCES = 10
+ROUND_SEPARATOR = "\n\n"
 
 
 class ChatModel(Protocol):
@@ -66,9 +85,13 @@ class ServiceConfig:
     max_images: int = defaults.MAX_IMAGES
     max_attachment_bytes: int = defaults.MAX_ATTACHMENT_BYTES
     max_text_attachment_bytes: int = defaults.MAX_TEXT_ATTACHMENT_BYTES
+    max_document_chars: int = defaults.MAX_DOCUMENT_CHARS
     allowed_models: tuple[str, ...] = ()
     max_completion_tokens: int = defaults.MAX_COMPLETION_TOKENS
     max_request_bytes: int = defaults.MAX_REQUEST_BYTES
+    max_tool_rounds: int = defaults.MAX_TOOL_ROUNDS
+    tool_timeout: float = defaults.TOOL_TIMEOUT
+    tool_result_chars: int = defaults.TOOL_RESULT_CHARS
     partial_save_seconds: float = 3.0
     limits: LimitSettings = field(default_factory=LimitSettings)
 
@@ -93,6 +116,7 @@ class _ActiveReply:
     requester: str
     task: asyncio.Task[StreamEnd] | None = None
     stopped: bool = False
+    cut: bool = False
 
 
 class Service:
@@ -108,6 +132,8 @@ class Service:
         sleep: Sleep = asyncio.sleep,
         gate: ConversationGate | None = None,
         limits: Limits | None = None,
+        metrics: Metrics | None = None,
+        tools: Toolbox | None = None,
     ) -> None:
         self._store = store
         self._model = model
@@ -117,11 +143,22 @@ class Service:
         self._gate = gate or ConversationGate(store)
         self.limits = limits or Limits(store, config.limits, clock=clock)
         self._decoder = ImageDecoder()
+        self._documents = DocumentReader()
         self._active: dict[ConversationKey, _ActiveReply] = {}
+        self._metrics = metrics or Metrics()
+        self._metrics.watch_replies(lambda: self.limits.writing, lambda: self.limits.waiting)
+        self._accepting = True
+        self._cutting = False
+        self._handling = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.tools = tools or Toolbox()
+        self._runner = ToolRunner(timeout=config.tool_timeout,
+                                  result_chars=config.tool_result_chars)
         self.commands = Commands(
             store, config.default_model, config.default_system_prompt,
             allowed_models=config.models(), max_completion_tokens=config.max_completion_tokens,
-            limits=self.limits,
+            limits=self.limits, tools=self.tools,
         )
 
     async def knows(self, key: ConversationKey) -> bool:
@@ -149,14 +186,65 @@ class Service:
         active.task.cancel()
         return "Stopped. The text so far is kept."
 
+    def drain(self) -> None:
+        """Take no new messages (the bot is restarting): each gets a notice to ask again in a
+        moment. The answers in progress, and the messages waiting for them, go on."""
+        self._accepting = False
+
+    def cut(self) -> int:
+        """End every answer being written now, keeping its text with a notice that the bot
+        restarts, and refuse the messages still waiting; return how many answers were cut."""
+        self.drain()
+        self._cutting = True
+        writing = [a for a in self._active.values() if a.task is not None and not a.task.done()]
+        for active in writing:
+            active.cut = True
+            if active.task is not None:
+                active.task.cancel()
+        return len(writing)
+
+    @property
+    def busy(self) -> int:
+        """How many messages are being handled (answered, waiting, or refused)."""
+        return self._handling
+
+    async def idle(self) -> None:
+        """Wait until no message is being handled."""
+        await self._idle.wait()
+
     async def handle(
         self, incoming: Incoming, surface: Surface, budget: EditBudget | None = None
     ) -> ReplyOutcome | None:
-        """Answer one message on `surface`; None when the message gets no answer."""
+        """Answer one message on `surface`; None when the message gets no answer.
+
+        Every line logged meanwhile names the conversation, the platform and the event. While
+        the bot drains for a restart, a new message gets a notice to ask again instead.
+        """
         if incoming.author.is_bot:
             return None
         key = incoming.key
+        with self._busy(), log_context(conversation=str(key), platform=key.platform,
+                                       event_id=incoming.event_id):
+            return await self._handle(incoming, surface, budget)
+
+    @contextmanager
+    def _busy(self) -> Iterator[None]:
+        self._handling += 1
+        self._idle.clear()
         try:
+            yield
+        finally:
+            self._handling -= 1
+            if not self._handling:
+                self._idle.set()
+
+    async def _handle(
+        self, incoming: Incoming, surface: Surface, budget: EditBudget | None
+    ) -> ReplyOutcome | None:
+        key = incoming.key
+        try:
+            if not self._accepting:
+                raise LimitReached(RESTARTING)
             if incoming.event_id and not await self._store.claim_event(
                 key.platform, incoming.event_id
             ):
@@ -165,33 +253,54 @@ class Service:
             self.limits.admit_message(key.platform, incoming.author)
             with self.limits.queued(key):
                 async with self._gate.hold(key), self.limits.reply_slot():
+                    if self._cutting:
+                        raise LimitReached(RESTARTING)
                     await self.limits.check_quotas(key, incoming.author)
                     turn = await self._user_turn(incoming, surface)
                     if turn is None:
                         return None
-                    return await self._reply(key, turn, incoming.author, surface, budget)
+                    timed = None if budget is None else TimedEditBudget(
+                        budget, partial(self._metrics.edit_budget_waited, key.platform),
+                        clock=self._clock)
+                    return await self._measured(key.platform, self._reply(
+                        key, turn, incoming.author, surface, timed))
         except LimitReached as exc:
+            self._metrics.reply_ended(key.platform, REFUSED)
             if not exc.quiet:
                 await _notify(surface, f"{WARNING} {exc}")
         except UserFacingError as exc:
+            self._metrics.reply_ended(key.platform, FAILED)
             await _notify(surface, f"{WARNING} {exc}")
         except Exception:
+            self._metrics.reply_ended(key.platform, FAILED)
             log.exception("%s: failed to answer message %s", key, incoming.message_id)
             await _notify(surface, GENERIC_FAILURE)
         return None
+
+    async def _measured(self, platform: str, reply: Awaitable[ReplyOutcome]) -> ReplyOutcome:
+        """Await a reply, counting how it ended and how long it took (cancelled: the bot
+        stopped at once, and the answer is stored as interrupted)."""
+        started = self._clock()
+        try:
+            outcome = await reply
+        except asyncio.CancelledError:
+            self._metrics.reply_ended(platform, TurnStatus.INTERRUPTED, self._clock() - started)
+            raise
+        self._metrics.reply_ended(platform, outcome.status, self._clock() - started)
+        return outcome
 
     async def _user_turn(self, incoming: Incoming, surface: Surface) -> Turn | None:
         prepared = await prepare_attachments(
             incoming.attachments,
             self._config.max_attachment_bytes,
             self._config.max_text_attachment_bytes,
+            max_document_chars=self._config.max_document_chars,
             decoder=self._decoder,
+            reader=self._documents,
         )
         for note in prepared.notes:
             await _notify(surface, note)
-        text = incoming.text.strip()
-        parts: list[Part] = [TextPart(text)] if text else []
-        parts.extend(prepared.parts)
+        parts = prepared.turn_parts(incoming.text.strip())
         if not parts:
             if not prepared.notes:
                 await _notify(surface, "Ask me something: write a question, attach an image, "
@@ -225,32 +334,57 @@ class Service:
             else self._config.default_system_prompt
         )
         parameters = self._bounded(request_parameters(self._config.default_model, settings))
+        reader = surface if isinstance(surface, ChannelReader) else None
+        tools = self._offered_tools(parameters, settings.tools, reader is not None)
         request = build_request(system_prompt, history, parameters,
                                 max_request_bytes=self._config.max_request_bytes)
         renderer = renderer_for(surface, budget, clock=self._clock, sleep=self._sleep)
-        answer = _Answer(self._store, key, author.id, parameters["model"])
+        reply = _Reply(_Answer(self._store, key, author.id, parameters["model"]),
+                       tools, ToolContext(reader))
         try:
-            end, stopped = await self._generate(key, author, request, renderer, answer)
+            end, stopped = await self._generate(key, author, request, renderer, reply)
         except asyncio.CancelledError:
             log.info("%s: reply cancelled (shutting down); keeping what was written", key)
             cut = StreamEnd(error=StreamInterrupted("The bot shut down before the answer ended."))
-            await asyncio.shield(answer.save(renderer.text, cut, TurnStatus.INTERRUPTED,
-                                             renderer.message_ids))
+            await asyncio.shield(reply.answer.save(reply.round_text(renderer.text), cut,
+                                                   TurnStatus.INTERRUPTED, renderer.message_ids))
             raise
         if isinstance(end.error, RequestRejected) and question.images:
             await self._store.refuse_images(image.sha256 for image in question.images)
         status, note = _ending(end, stopped, renderer.text)
+        if reply.round_limit_reached:
+            note = "\n".join(n for n in (note, self._round_limit_note()) if n)
         rendered = await renderer.finish(note)
         if not rendered.delivered:
             log.warning("%s: the answer could not be shown in full; it is stored", key)
         try:
-            await answer.save(renderer.text, end, status, rendered.message_ids)
+            await reply.answer.save(reply.round_text(renderer.text), end, status,
+                                    rendered.message_ids)
         except UserFacingError:
             log.error("%s: the answer could not be stored", key)
             await _notify(surface, f"{WARNING} The answer could not be saved, so I may not "
                                    "remember it later.")
         return ReplyOutcome(renderer.text, note, status,
                             str(end.error) if end.error else None, rendered.message_ids)
+
+    def _offered_tools(self, parameters: dict[str, Any], switches: Mapping[str, bool],
+                       can_read_channel: bool) -> dict[str, Tool]:
+        """The tools this reply offers (none with JSON answers, tool_choice none or no tool
+        rounds allowed), put into `parameters` as function definitions with a tool_choice."""
+        tools: dict[str, Tool] = {}
+        if (self._config.max_tool_rounds > 0 and "response_format" not in parameters
+                and parameters.get("tool_choice") != "none"):
+            tools = self.tools.offered(switches, can_read_channel=can_read_channel)
+        if not tools:
+            parameters.pop("tool_choice", None)
+            return tools
+        parameters["tools"] = [tool.spec.definition() for tool in tools.values()]
+        parameters.setdefault("tool_choice", "auto")
+        return tools
+
+    def _round_limit_note(self) -> str:
+        return (f"(I stopped using tools after {self._config.max_tool_rounds} rounds, this "
+                "bot's limit.)")
 
     def _bounded(self, parameters: dict[str, Any]) -> dict[str, Any]:
         """The request parameters within the operator's limits: an allowed model (a channel
@@ -266,36 +400,40 @@ class Service:
 
     async def _generate(
         self, key: ConversationKey, author: Author, request: ChatRequest, renderer: Renderer,
-        answer: _Answer,
+        reply: _Reply,
     ) -> tuple[StreamEnd, bool]:
         active = _ActiveReply(requester=author.id)
         self._active[key] = active
         renderer.start()
-        task = asyncio.create_task(self._pump(request, renderer))
+        task = asyncio.create_task(self._converse(request, renderer, reply))
         active.task = task
-        saving = asyncio.create_task(self._save_as_it_grows(answer, renderer))
+        saving = asyncio.create_task(self._save_as_it_grows(reply, renderer))
         try:
             return await task, False
         except asyncio.CancelledError:
             current = asyncio.current_task()
-            if not active.stopped or (current is not None and current.cancelling()):
+            ended = active.stopped or active.cut
+            if not ended or (current is not None and current.cancelling()):
                 task.cancel()
                 await renderer.cancel()
                 raise
+            if active.cut:
+                log.info("%s: answer cut: the bot is restarting", key)
+                return StreamEnd(error=StreamInterrupted(CUT_FOR_RESTART)), False
             log.info("%s: answer stopped by a user", key)
             return StreamEnd(), True
         finally:
             saving.cancel()
             del self._active[key]
 
-    async def _save_as_it_grows(self, answer: _Answer, renderer: Renderer) -> None:
+    async def _save_as_it_grows(self, reply: _Reply, renderer: Renderer) -> None:
         """Every few seconds, store the text so far, marked interrupted until the answer
         ends: a process killed mid-answer keeps what was shown."""
         saved = ""
         cut = StreamEnd(error=StreamInterrupted("The bot stopped before the answer ended."))
         while True:
             await self._sleep(self._config.partial_save_seconds)
-            text = renderer.text
+            answer, text = reply.answer, reply.round_text(renderer.text)
             if text.strip() and text != saved:
                 try:
                     await answer.save(text, cut, TurnStatus.INTERRUPTED, renderer.message_ids)
@@ -303,17 +441,89 @@ class Service:
                     log.warning("%s: saving the answer so far failed", answer.key)
                 saved = text
 
-    async def _pump(self, request: ChatRequest, renderer: Renderer) -> StreamEnd:
+    async def _converse(self, request: ChatRequest, renderer: Renderer, reply: _Reply
+                        ) -> StreamEnd:
+        """Ask the model, running the tools it calls and asking again, round after round;
+        the answer ends with the addresses the tools read."""
+        rounds = 0
+        while True:
+            end = await self._pump(request, renderer, separate=rounds > 0)
+            if end.error is not None or not end.tool_calls or not reply.tools:
+                break
+            if rounds >= self._config.max_tool_rounds:
+                reply.round_limit_reached = True
+                end = replace(end, tool_calls=())
+                break
+            rounds += 1
+            request = await self._run_round(request, renderer, reply, end, rounds)
+        if reply.sources:
+            renderer.feed(_sources(reply.sources))
+        return end
+
+    async def _run_round(self, request: ChatRequest, renderer: Renderer, reply: _Reply,
+                         end: StreamEnd, rounds: int) -> ChatRequest:
+        """Store the round's calls, run them (a status line showing meanwhile), store their
+        results, and return the request that asks again with them."""
+        text = reply.round_text(renderer.text)
+        answer = reply.answer
+        await answer.save(text, end, TurnStatus.COMPLETE, renderer.message_ids,
+                          tool_calls=end.tool_calls)
+        reply.next_round(len(renderer.text))
+        log.info("%s: tool round %d: %s", answer.key, rounds,
+                 ", ".join(call.name[:64] for call in end.tool_calls))
+        await renderer.show_status(status_line(end.tool_calls, reply.tools))
+        outcomes = await self._runner.run(end.tool_calls, reply.tools, reply.context)
+        await renderer.show_status("")
+        results = [Turn(role=Role.TOOL, parts=(TextPart(o.text),), tool_call_id=o.call.id)
+                   for o in outcomes]
+        for result in results:
+            await self._store.add_turn(answer.key, result)
+        reply.sources.extend(s for o in outcomes for s in o.sources if s not in reply.sources)
+        asked = Turn(role=Role.ASSISTANT, parts=_text_parts(text), tool_calls=end.tool_calls,
+                     extra=end.extra)
+        again = follow_up(request, [asked, *results])
+        choice = "none" if rounds >= self._config.max_tool_rounds else "auto"
+        return replace(again, parameters={**again.parameters, "tool_choice": choice})
+
+    async def _pump(self, request: ChatRequest, renderer: Renderer, *, separate: bool = False
+                    ) -> StreamEnd:
+        """Stream one answer onto the renderer (a later round's text set apart from the
+        text before it); its StreamEnd."""
         async for event in self._model.stream(request):
             if renderer.delivery_failed:
                 return StreamEnd(error=StreamInterrupted(
                     "The answer could no longer be shown here (the message or thread is gone)."
                 ))
             if isinstance(event, TextDelta):
+                if separate and event.text and renderer.text.strip():
+                    renderer.feed(ROUND_SEPARATOR)
+                separate = separate and not event.text
                 renderer.feed(event.text)
             else:
                 return event
         return StreamEnd(error=StreamInterrupted("The model's stream ended without a result."))
+
+
+@dataclass(slots=True)
+class _Reply:
+    """One reply's rounds: the current round's answer row and where its text begins in the
+    drawn text, the tools offered, and the addresses the tools read."""
+
+    answer: _Answer
+    tools: dict[str, Tool]
+    context: ToolContext
+    start: int = 0
+    sources: list[str] = field(default_factory=list)
+    round_limit_reached: bool = False
+
+    def round_text(self, text: str) -> str:
+        """The current round's part of the drawn text."""
+        return text[self.start :].removeprefix(ROUND_SEPARATOR)
+
+    def next_round(self, start: int) -> None:
+        """Begin a new round's answer row, its text at `start` of the drawn text."""
+        self.answer = self.answer.successor()
+        self.start = start
 
 
 class _Answer:
@@ -331,9 +541,14 @@ class _Answer:
         self._turn_id: int | None = None
         self._lock = asyncio.Lock()
 
+    def successor(self) -> _Answer:
+        """The row of the next round's answer (not stored yet)."""
+        return _Answer(self._store, self.key, self._requester, self._model)
+
     async def save(self, text: str, end: StreamEnd, status: TurnStatus,
-                   message_ids: tuple[str, ...]) -> None:
-        """Store the answer as it is now."""
+                   message_ids: tuple[str, ...], *, tool_calls: tuple[ToolCall, ...] = ()
+                   ) -> None:
+        """Store the answer as it is now (with `tool_calls`: a round that called tools)."""
         turn = Turn(
             role=Role.ASSISTANT,
             parts=(TextPart(text),),
@@ -342,6 +557,8 @@ class _Answer:
             model=end.model or self._model,
             status=status,
             error=str(end.error) if end.error else None,
+            tool_calls=tool_calls,
+            extra=end.extra,
         )
         await asyncio.shield(self._save(turn))
 
@@ -350,6 +567,17 @@ class _Answer:
             self._turn_id = await self._store.save_answer(
                 self.key, turn, turn_id=self._turn_id, billed_to=self._requester
             )
+
+
+def _text_parts(text: str) -> tuple[Part, ...]:
+    return (TextPart(text),) if text else ()
+
+
+def _sources(urls: list[str]) -> str:
+    """The list that ends an answer whose tools read web pages."""
+    shown = urls[:MAX_SOURCES]
+    more = f"\n- and {len(urls) - len(shown)} more" if len(urls) > len(shown) else ""
+    return "\n\nSources:\n" + "\n".join(f"- <{url}>" for url in shown) + more
 
 
 def _ending(end: StreamEnd, stopped: bool, text: str) -> tuple[TurnStatus, str]:

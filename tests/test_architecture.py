@@ -10,11 +10,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PLATFORM_LIBRARIES = ("discord", "slack_bolt", "slack_sdk", "aiohttp")
 LAYERS = [
-    {"conversation", "errors", "defaults", "config", "logs", "background"},
+    {"conversation", "errors", "defaults", "config", "logs", "background", "metrics"},
     {"drawing"},
     {"model"},
     {"storage"},
-    {"limits", "attachments"},
+    {"limits", "attachments", "documents", "tools"},
     {"service", "commands"},
     {"app"},
 ]

@@ -359,14 +359,14 @@ async def test_other_files_get_a_note_and_small_text_files_are_read(
 ) -> None:
     question = await bot.say(
         bot.fake.text_channel_id, bot.fake.plain_user, "read these", mentions_bot=True,
-        attachments=[("report.pdf", b"%PDF-1.4 not an image", "application/pdf"),
+        attachments=[("report.zip", b"PK\x03\x04 not an image", "application/zip"),
                      ("notes.txt", b"remember the milk", "text/plain")],
     )
 
     thread = bot.thread_of(question)
     assert bot.fake.messages_in(thread) == [
-        "Skipped report.pdf: only images (PNG, JPEG, WebP, GIF, HEIC/HEIF) and small text "
-        "files are read.",
+        "Skipped report.zip: only images (PNG, JPEG, WebP, GIF, HEIC/HEIF), PDF and Word "
+        "(.docx) documents, and text files are read.",
         "echo: read these\n[file notes.txt]\nremember the milk",
     ]
     (request,) = model_api.requests
@@ -763,7 +763,7 @@ async def test_commands_are_synced_globally_and_to_the_listed_guilds(
         (gemini,) = commands
         assert gemini["name"] == "gemini"
         assert {o["name"] for o in gemini["options"]} == {
-            "show", "system", "set", "unset", "reset", "usage", "help"}
+            "show", "system", "set", "unset", "reset", "usage", "tools", "help"}
 
 
 # --------------------------------------------------------------------------- allow-lists

@@ -25,7 +25,9 @@ from tests.fakes.slack import (
     OWNER_USER_ID,
     PLAIN_USER_ID,
     SIGN_IN_PAGE,
+    AppManifest,
     FakeSlack,
+    NotSubscribed,
     event_callback_body,
     signed_headers,
     slash_command_body,
@@ -187,6 +189,115 @@ async def test_streams_need_a_recipient_outside_dms_and_end_when_slack_ends_them
     with pytest.raises(SlackApiError) as expired:
         await client.chat_appendStream(channel="D1", ts=dm["ts"], markdown_text="b")
     assert expired.value.response["error"] == "message_not_in_streaming_state"
+
+
+async def test_streams_end_when_idle_or_old_and_cannot_be_updated_while_streaming() -> None:
+    clock = FakeClock()
+    async with FakeSlack(clock=clock, stream_idle_timeout=10, stream_max_age=30) as fake:
+        client = fake.client()
+        thread = fake.message(channel="D1", channel_type="im", text="q")["ts"]
+        live = await client.chat_startStream(channel="D1", thread_ts=thread, markdown_text="a")
+        with pytest.raises(SlackApiError) as streaming:
+            await client.chat_update(channel="D1", ts=live["ts"], markdown_text="replaced")
+        assert streaming.value.response["error"] == "cant_update_message"
+        for piece in "bcd":  # each call keeps it alive...
+            clock.now += 9
+            await client.chat_appendStream(channel="D1", ts=live["ts"], markdown_text=piece)
+        clock.now += 4  # ... until it is 31 s old
+        with pytest.raises(SlackApiError) as too_old:
+            await client.chat_appendStream(channel="D1", ts=live["ts"], markdown_text="e")
+        assert too_old.value.response["error"] == "message_not_in_streaming_state"
+
+        idle = await client.chat_startStream(channel="D1", thread_ts=thread, markdown_text="x")
+        clock.now += 11
+        with pytest.raises(SlackApiError) as gone_quiet:
+            await client.chat_stopStream(channel="D1", ts=idle["ts"], markdown_text="y")
+        assert gone_quiet.value.response["error"] == "message_not_in_streaming_state"
+        await client.chat_update(channel="D1", ts=idle["ts"], markdown_text="whole text")
+
+        assert [s.state for s in fake.streams] == ["expired", "expired"]
+        assert fake.texts("D1", thread) == ["abcd", "whole text"]
+
+
+async def test_each_method_keeps_to_its_tier_per_workspace() -> None:
+    """Tier 2 (chat.startStream): 20 calls a window after a burst of 5; Tier 4
+    (chat.appendStream): 100 after 25. A call past it gets 429 and the seconds to wait."""
+    clock = FakeClock()
+    async with FakeSlack(clock=clock, tier_window=60.0) as fake:
+        client = fake.client()
+        thread = fake.app_mention(text="q")["ts"]
+
+        async def start() -> str:
+            started = await client.chat_startStream(
+                channel="C1", thread_ts=thread, markdown_text="x",
+                recipient_user_id=PLAIN_USER_ID, recipient_team_id=fake.team_id)
+            return str(started["ts"])
+
+        streams = [await start() for _ in range(5)]
+        with pytest.raises(SlackApiError) as refused:
+            await start()
+        assert refused.value.response.status_code == 429
+        assert refused.value.response.headers["Retry-After"] == "3"  # 60 s / 20 calls
+        for _ in range(25):
+            await client.chat_appendStream(channel="C1", ts=streams[0], markdown_text="y")
+        with pytest.raises(SlackApiError) as appends:
+            await client.chat_appendStream(channel="C1", ts=streams[0], markdown_text="y")
+        assert appends.value.response.headers["Retry-After"] == "1"  # 60 s / 100 calls
+
+        clock.now += 3
+        await start()
+        assert [c.status for c in fake.calls if c.status != 200] == [429, 429]
+        assert fake.rate_limited == 2 and len(fake.rate_limited_calls) == 2
+
+
+async def test_methods_need_their_scopes(fake: FakeSlack) -> None:
+    fake.bot_scopes.discard("chat:write")
+    client = fake.client()
+    with pytest.raises(SlackApiError) as missing:
+        await client.chat_postMessage(channel="C1", markdown_text="hi")
+    assert missing.value.response["error"] == "missing_scope"
+    assert missing.value.response["needed"] == "chat:write"
+    assert (await client.assistant_threads_setStatus(channel_id="C1", thread_ts="1.2",
+                                                     status="is thinking…"))["ok"], \
+        "assistant:write still allows setting a status"
+
+
+ASSISTANT_MANIFEST = AppManifest(
+    view="assistant",
+    bot_events=frozenset({"assistant_thread_started", "message.im"}),
+    bot_scopes=frozenset({"assistant:write", "chat:write", "im:history"}),
+)
+
+
+async def test_the_manifest_decides_the_events_and_the_prompts_of_the_app() -> None:
+    """An agent app (the repository's manifest) gets app_home_opened, no assistant_thread_*
+    events, and its prompts set with thread_ts are silently dropped; an assistant app gets
+    assistant_thread_started and prompts per thread."""
+    async with FakeSlack() as agent, FakeSlack(manifest=ASSISTANT_MANIFEST) as assistant:
+        assert agent.manifest.view == "agent" and "app_home_opened" in agent.manifest.bot_events
+        agent.event_request(agent.app_home_opened())
+        with pytest.raises(NotSubscribed, match="assistant_thread_started"):
+            agent.event_request(agent.assistant_thread_started())
+        with pytest.raises(NotSubscribed, match="app_home_opened"):
+            assistant.event_request(assistant.app_home_opened())
+        with pytest.raises(NotSubscribed, match=r"message\.channels"):
+            await assistant.push_event(assistant.message(text="in a channel"))
+        started = assistant.assistant_thread_started()
+        assistant.event_request(started)
+
+        prompts = [{"title": "Try", "message": "this"}]
+        for fake, thread_ts in ((agent, "1700000000.000100"),
+                                (assistant, started["assistant_thread"]["thread_ts"])):
+            client = fake.client()
+            answer = await client.assistant_threads_setSuggestedPrompts(
+                channel_id="D1", thread_ts=thread_ts, prompts=prompts)
+            assert answer["ok"]
+        await agent.client().assistant_threads_setSuggestedPrompts(channel_id="D1",
+                                                                   prompts=prompts)
+
+        assert [p.get("thread_ts") for p in agent.suggested_prompts] == [None]
+        assert [p["thread_ts"] for p in assistant.suggested_prompts] == [
+            started["assistant_thread"]["thread_ts"]]
 
 
 # --------------------------------------------------------------------------- files

@@ -432,13 +432,15 @@ def slack_stored(database: Path) -> str:
 
 
 PLATFORM_FAULTS: list[tuple[str, Callable[[FakeSlack], None]]] = [
-    ("Slack 429 on every other update",
-     lambda fake: fake.set_rate_limit("chat.update", 2, 1.0)),
-    ("Slack 5xx on post and update",
-     lambda fake: (fake.fail_next("chat.postMessage", "internal_error", status=500),
-                   fake.fail_next("chat.update", "internal_error", status=500, times=2))),
+    ("Slack 429 on every other stream append",
+     lambda fake: fake.set_rate_limit("chat.appendStream", 2, 1.0)),
+    ("Slack 5xx on stream start and append",
+     lambda fake: (fake.fail_next("chat.startStream", "internal_error", status=500),
+                   fake.fail_next("chat.appendStream", "internal_error", status=500,
+                                  times=2))),
     ("Slack thread deleted mid-answer",
-     lambda fake: fake.fail_next("chat.update", "message_not_found", times=100)),
+     lambda fake: (fake.fail_next("chat.appendStream", "message_not_found", times=100),
+                   fake.fail_next("chat.update", "message_not_found", times=100))),
 ]
 
 

@@ -371,12 +371,12 @@ async def test_non_image_attachment_gets_a_note_and_question_still_answered(
     surface = RecordingSurface()
 
     await make_service(store, http, model_api).handle(
-        ask("Summarise", attachment("report.pdf", b"%PDF-1.4 ...", "application/pdf")), surface
+        ask("Summarise", attachment("report.zip", b"PK\x03\x04 ...", "application/zip")), surface
     )
 
     assert surface.notices == [
-        "Skipped report.pdf: only images (PNG, JPEG, WebP, GIF, HEIC/HEIF) and small text "
-        "files are read."
+        "Skipped report.zip: only images (PNG, JPEG, WebP, GIF, HEIC/HEIF), PDF and Word "
+        "(.docx) documents, and text files are read."
     ]
     assert surface.shown == ["echo: Summarise"]
 

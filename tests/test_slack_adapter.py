@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -24,14 +23,17 @@ from slack_bolt.response import BoltResponse
 
 from adapters.common import PlatformTuning
 from adapters.slack_bot.app import SlackBot, build_slack_app, run_slack, serve_http, socket_mode
+from adapters.slack_bot.budgets import WorkspaceBudgets
 from adapters.slack_bot.client import web_client
 from adapters.slack_bot.settings import SlackSettings
-from adapters.slack_bot.surface import SLACK_TUNING, THINKING, Place, SlackSurface
+from adapters.slack_bot.surface import SLACK_TUNING, Place, SlackSurface
 from bot.app import Core, open_core
 from bot.config import Settings
 from bot.conversation import ConversationKey, Role
 from bot.drawing.pacing import LocalEditBudget
 from bot.drawing.render import EditRenderer
+from launcher import http_server
+from launcher.readiness import Readiness
 from tests.fakes.model_server import FakeModelServer, Reply, Slow
 from tests.fakes.slack import (
     ADMIN_USER_ID,
@@ -44,6 +46,7 @@ from tests.fakes.slack import (
     FakeSlack,
 )
 from tests.support.clock import FakeClock
+from tests.support.waiting import until
 
 FAST = replace(SLACK_TUNING, min_edit_interval=0.05, edit_rate=15, edit_period=1.0,
                edit_burst=3)
@@ -55,7 +58,9 @@ PARAGRAPH = ("Slack threads keep a conversation together, and the bot remembers 
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack(update_limit=20, update_window=1.0, retry_after=1) as server:
+    """Slack's limits per second instead of per minute, as FAST's budgets are."""
+    async with FakeSlack(update_limit=20, update_window=1.0, tier_window=1.0,
+                         retry_after=1) as server:
         yield server
 
 
@@ -206,52 +211,29 @@ async def test_bots_edits_and_deletions_are_ignored(
         assert len(fake.streams) == 1 and not fake.calls_of("chat.postMessage")
 
 
-async def test_direct_messages_post_then_update_and_form_one_conversation(
+async def test_each_direct_message_starts_a_conversation_in_a_thread_of_its_own(
         make_settings: Callable[..., Settings], fake: FakeSlack,
         model_api: FakeModelServer) -> None:
-    answer = " ".join(f"word{i}" for i in range(40))
-    model_api.script("direct", Slow(answer, 0.02), Reply(text="second answer"))
+    model_api.script("direct", Reply(text="first answer"), Reply(text="second answer"),
+                     Reply(text="third answer"))
     async with running(make_settings, fake) as (core, bot):
         first = fake.message(channel="D1", channel_type="im", text="hello")
         await deliver(bot, fake.event_request(first))
         second = fake.message(channel="D1", channel_type="im", text="and again")
         await deliver(bot, fake.event_request(second))
+        follow_up = fake.message(channel="D1", channel_type="im", text="more",
+                                 thread_ts=first["ts"])
+        await deliver(bot, fake.event_request(follow_up))
 
-        assert fake.texts("D1") == [answer, "second answer"]
-        assert not fake.streams
-        posts = fake.calls_of("chat.postMessage")
-        assert all("markdown_text" in c.params and "text" not in c.params for c in posts)
-        assert all(c.params.get("thread_ts") is None for c in posts)
-        updates = fake.calls_of("chat.update")
-        assert updates and all("markdown_text" in c.params for c in updates)
-        assert model_messages(model_api)[-1] == ("user", "and again")
-        assert len(model_messages(model_api)) == 3
-        assert await core.service.knows(thread_key("D1", "dm"))
-
-
-async def test_assistant_thread_greets_once_shows_status_and_streams(
-        make_settings: Callable[..., Settings], fake: FakeSlack,
-        model_api: FakeModelServer) -> None:
-    model_api.script("direct", Slow("Here is my answer for you.", 0.1))
-    async with running(make_settings, fake) as (core, bot):
-        started = fake.assistant_thread_started(channel="D1")
-        request = fake.event_request(started, event_id="EvAssist1")
-        await deliver(bot, request)
-        await deliver(bot, fake.event_request(started, event_id="EvAssist1", retry_num=1))
-        thread = started["assistant_thread"]["thread_ts"]
-        question = fake.message(channel="D1", channel_type="im", text="hi", thread_ts=thread)
-        await deliver(bot, fake.event_request(question))
-
-        assert fake.texts("D1", thread) == [
-            "Hi! Ask me anything, or attach an image and ask about it.",
-            "Here is my answer for you."]
-        assert len(fake.suggested_prompts) == 1
-        assert fake.suggested_prompts[0]["thread_ts"] == thread
-        assert [s["status"] for s in fake.assistant_statuses][:1] == [THINKING]
-        assert fake.assistant_statuses[0]["thread_ts"] == thread
-        assert fake.streams[0].thread_ts == thread
-        assert await core.service.knows(thread_key("D1", thread))
-        assert await core.store.history(thread_key("D1", "dm"), 100_000, 8) == []
+        assert fake.texts("D1", first["ts"]) == ["first answer", "third answer"]
+        assert fake.texts("D1", second["ts"]) == ["second answer"]
+        assert [s.thread_ts for s in fake.streams] == [first["ts"], second["ts"], first["ts"]]
+        assert all(s.recipient_user_id == PLAIN_USER_ID for s in fake.streams)
+        assert not fake.calls_of("chat.postMessage") and not fake.calls_of("chat.update")
+        assert model_messages(model_api, 1) == [("user", "and again")], "a conversation anew"
+        assert model_messages(model_api) == [("user", "hello"), ("assistant", "first answer"),
+                                             ("user", "more")]
+        assert await core.service.knows(thread_key("D1", second["ts"]))
 
 
 # --------------------------------------------------------------------------- files
@@ -275,17 +257,17 @@ async def test_an_image_reaches_the_model(make_settings: Callable[..., Settings]
         assert len(fake.texts("C1", event["ts"])) == 1
 
 
-async def test_a_pdf_gets_a_note_and_the_question_is_answered(
+async def test_an_archive_gets_a_note_and_the_question_is_answered(
         make_settings: Callable[..., Settings], fake: FakeSlack,
         model_api: FakeModelServer) -> None:
-    file = fake.add_file("report.pdf", b"%PDF-1.4 not really", "application/pdf")
+    file = fake.add_file("report.zip", b"PK\x03\x04 not really", "application/zip")
     async with running(make_settings, fake) as (_, bot):
         event = fake.app_mention(text="summarise this", files=[file])
         await deliver(bot, fake.event_request(event))
 
         assert not fake.downloads
         texts = fake.texts("C1", event["ts"])
-        assert texts[0].startswith("Skipped report.pdf: only images")
+        assert texts[0].startswith("Skipped report.zip: only images")
         assert texts[1:] == ["echo: summarise this"]
         assert model_messages(model_api) == [("user", "summarise this")]
 
@@ -328,21 +310,24 @@ async def test_a_long_answer_streams_whole_across_thread_messages(
 async def test_a_long_answer_edited_in_place_continues_in_new_messages(
         make_settings: Callable[..., Settings], fake: FakeSlack,
         model_api: FakeModelServer) -> None:
+    """Where Slack will not stream, each page is posted and edited with chat.update."""
     answer = "\n\n".join(f"{i}. {PARAGRAPH}" for i in range(30))
     assert len(answer) > MAX_MARKDOWN_CHARS
     model_api.script("direct", Reply(chunks=[answer[i:i + 200] for i in range(0, len(answer), 200)],
                                      delay_between_chunks=0.002))
+    fake.fail_next("chat.startStream", "not_allowed_for_this_app", times=100)
     async with running(make_settings, fake) as (_, bot):
         event = fake.message(channel="D1", channel_type="im", text="tell me a lot")
         await deliver(bot, fake.event_request(event))
 
-        texts = fake.texts("D1")
+        texts = fake.texts("D1", event["ts"])
         assert len(texts) >= 5 and "".join(texts) == answer
         assert all(len(t) <= FAST.max_message_chars for t in texts)
+        assert not fake.streams and fake.calls_of("chat.update")
         assert refused_as_malformed(fake) == []
 
 
-async def test_a_code_block_split_across_dm_messages_is_closed_and_reopened(
+async def test_a_code_block_split_across_streamed_messages_is_closed_and_reopened(
         make_settings: Callable[..., Settings], fake: FakeSlack,
         model_api: FakeModelServer) -> None:
     code = "".join(f"value_{i:03d} = compute({i})\n" for i in range(150))
@@ -354,14 +339,11 @@ async def test_a_code_block_split_across_dm_messages_is_closed_and_reopened(
         event = fake.message(channel="D1", channel_type="im", text="write code")
         await deliver(bot, fake.event_request(event))
 
-        first, second = fake.texts("D1")
+        first, second = fake.texts("D1", event["ts"])
         assert first.startswith("Here is the script:\n\n```python\nvalue_000 = compute(0)\n")
         assert first.endswith(")\n```") and second.startswith("```python\nvalue_")
         assert first.removesuffix("```") + second.removeprefix("```python\n") == answer
-        versions = [c.params["markdown_text"] for c in fake.calls
-                    if c.method in ("chat.postMessage", "chat.update") and c.ok]
-        assert len(versions) > 2
-        assert all(v.count("```") % 2 == 0 for v in versions), "no version showed an open fence"
+        assert [s.state for s in fake.streams] == ["stopped", "stopped"]
 
 
 def refused_as_malformed(fake: FakeSlack) -> list[str]:
@@ -373,20 +355,22 @@ def refused_as_malformed(fake: FakeSlack) -> list[str]:
 # --------------------------------------------------------------------------- rate limits
 
 
-async def test_ten_concurrent_answers_share_the_workspace_edit_budget(
+async def test_ten_answers_slack_will_not_stream_share_the_workspace_update_budget(
         make_settings: Callable[..., Settings], fake: FakeSlack,
         model_api: FakeModelServer) -> None:
     answers = [" ".join(f"a{n}w{i}" for i in range(30)) for n in range(10)]
     model_api.script("direct", *(Slow(a, 0.03) for a in answers))
+    fake.fail_next("chat.startStream", "not_allowed_for_this_app", times=10)
     async with running(make_settings, fake) as (_, bot):
         events = [fake.message(channel=f"D{n + 10}", channel_type="im", text=f"q{n}")
                   for n in range(10)]
         await asyncio.gather(*(deliver(bot, fake.event_request(e)) for e in events))
 
-        finals = [fake.texts(f"D{n + 10}") for n in range(10)]
+        finals = [fake.texts(f"D{n + 10}", e["ts"]) for n, e in enumerate(events)]
         assert sorted(finals) == sorted([a] for a in answers), "each answer whole, in one DM"
         edited = {c.params["channel"] for c in fake.calls_of("chat.update", ok=True)}
         assert edited == {f"D{n + 10}" for n in range(10)}, "every answer was drawn as it grew"
+        assert not fake.streams and fake.rate_limited_calls == []
 
 
 @pytest.mark.parametrize(("tuning", "slack_limit", "window"), [
@@ -423,6 +407,7 @@ async def test_a_429_on_update_slows_edits_and_keeps_the_final_text(
                     edit_burst=1)
     answer = " ".join(f"w{i}" for i in range(60))
     model_api.script("direct", Slow(answer, 0.02))
+    fake.fail_next("chat.startStream", "not_allowed_for_this_app")
     async with running(make_settings, fake, tuning=eager) as (_, bot):
         event = fake.message(channel="D1", channel_type="im", text="go")
         await deliver(bot, fake.event_request(event))
@@ -433,9 +418,10 @@ async def test_a_429_on_update_slows_edits_and_keeps_the_final_text(
 
 
 def dm_surface(fake: FakeSlack) -> SlackSurface:
-    """The bot's post-then-chat.update surface for the top level of D1, on the bot's client."""
-    place = Place(TEAM_ID, "D1", None, PLAIN_USER_ID, TEAM_ID)
-    return SlackSurface(web_client(fake.bot_token, fake.api_url), place, SLACK_TUNING.limits)
+    """The bot's post-then-chat.update surface for a thread in D1, on the bot's client."""
+    place = Place(TEAM_ID, "D1", "1700000000.000001", PLAIN_USER_ID, TEAM_ID)
+    return SlackSurface(web_client(fake.bot_token, fake.api_url), place, SLACK_TUNING.limits,
+                        WorkspaceBudgets({}))
 
 
 async def test_a_long_rate_limit_on_an_edit_is_waited_out_and_the_final_text_lands(
@@ -503,8 +489,29 @@ async def test_an_expired_stream_is_finished_with_update(
         assert fake.texts("C1", event["ts"]) == [answer]
         refused = fake.calls_of("chat.appendStream", ok=False) + fake.calls_of(
             "chat.stopStream", ok=False)
-        assert refused[0].error == "message_not_in_streaming_state"
-        assert fake.calls_of("chat.update")
+        assert [c.error for c in refused] == ["message_not_in_streaming_state"]
+        assert fake.calls_of("chat.update") and not fake.calls_of("chat.update", ok=False)
+
+
+@pytest.mark.parametrize("method", ["chat.appendStream", "chat.stopStream"])
+async def test_a_stream_error_other_than_expiry_stops_the_stream_before_the_update(
+        method: str, make_settings: Callable[..., Settings], fake: FakeSlack,
+        model_api: FakeModelServer) -> None:
+    """Slack refuses chat.update on a message still streaming: after an error that is not
+    the stream's expiry, the bot stops the stream, then finishes the message by update."""
+    answer = " ".join(f"w{i}" for i in range(60))
+    model_api.script("direct", Slow(answer, 0.02))
+    fake.fail_next(method, "invalid_arguments")
+    async with running(make_settings, fake) as (_, bot):
+        event = fake.app_mention(text="go")
+        await deliver(bot, fake.event_request(event))
+
+        assert fake.texts("C1", event["ts"]) == [answer]
+        assert [s.state for s in fake.streams] == ["stopped"], "no message left streaming"
+        updates = fake.calls_of("chat.update")
+        assert updates and all(update.ok for update in updates)
+        last_stop = fake.calls_of("chat.stopStream", ok=True)[-1]
+        assert fake.calls.index(last_stop) < fake.calls.index(updates[0])
 
 
 async def test_stream_hiccups_lose_and_repeat_nothing(make_settings: Callable[..., Settings],
@@ -616,34 +623,19 @@ async def test_socket_mode_mention_and_command(make_settings: Callable[..., Sett
     assert response.body["text"].startswith("*Settings for this channel*")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def post_when_listening(http: httpx.AsyncClient, url: str, body: str,
-                              headers: Mapping[str, str]) -> httpx.Response:
-    """POST once the server accepts connections (it starts in the background)."""
-    for _ in range(100):
-        try:
-            return await http.post(url, content=body, headers=headers)
-        except httpx.ConnectError:
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"nothing listens at {url}")
-
-
-async def test_run_slack_serves_http_mode_until_cancelled(
+async def test_run_slack_serves_http_mode_on_the_bots_http_server_until_cancelled(
         make_settings: Callable[..., Settings], fake: FakeSlack,
         model_api: FakeModelServer) -> None:
-    port = free_port()
-    settings = make_settings(bot_http_port=port)
-    async with open_core(settings) as core, httpx.AsyncClient() as http:
-        task = asyncio.create_task(run_slack(core, pointed_at(fake)))
+    readiness = Readiness()
+    async with open_core(make_settings()) as core, httpx.AsyncClient() as http, \
+            http_server.serve_http(readiness, core.metrics, "127.0.0.1", 0) as server:
+        task = asyncio.create_task(run_slack(core, pointed_at(fake), mount=server.mount,
+                                             connected=readiness.reporter("slack")))
+        await until(lambda: readiness.states()["slack"] == "connected", what="the route")
         event = fake.app_mention(text="via run_slack")
         body, headers = fake.event_request(event)
-        response = await post_when_listening(http, f"http://127.0.0.1:{port}/slack/events",
-                                             body, headers)
+        response = await http.post(f"http://127.0.0.1:{server.port}/slack/events",
+                                   content=body, headers=headers)
         assert response.status_code == 200
         await fake.wait_for_call("chat.stopStream")
         task.cancel()
@@ -657,7 +649,7 @@ async def test_run_slack_prefers_socket_mode_with_an_app_token(
         model_api: FakeModelServer) -> None:
     settings = pointed_at(fake, app_token=fake.app_token)
     async with open_core(make_settings()) as core:
-        task = asyncio.create_task(run_slack(core, settings))
+        task = asyncio.create_task(run_slack(core, settings, mount=lambda *route: None))
         event = fake.app_mention(text="via the socket")
         await fake.wait_ack(await fake.push_event(event))
         await fake.wait_for_call("chat.stopStream")
@@ -751,11 +743,10 @@ async def test_commands_reset_usage_and_help(make_settings: Callable[..., Settin
         usage = await run_command(bot, fake, "usage", channel="D1")
         assert usage.startswith("*Usage in this channel*") and "1 replies" in usage
 
-        reset = await run_command(bot, fake, "reset", channel="D1")
-        assert reset.startswith("Forgot this conversation (2 messages)")
-        assert await core.store.history(thread_key("D1", "dm"), 100_000, 8) == []
-        in_channel = await run_command(bot, fake, "reset")
-        assert in_channel.startswith("Slash commands cannot see threads")
+        for channel in ("D1", "C1"):  # each thread is a conversation; a command sees none
+            reset = await run_command(bot, fake, "reset", channel=channel)
+            assert reset.startswith("Slash commands cannot see threads")
+        assert len(await core.store.history(thread_key("D1", dm["ts"]), 100_000, 8)) == 2
 
         assert (await run_command(bot, fake, "")).startswith("*/gemini commands*")
         assert "Unknown command 'frobnicate'" in await run_command(bot, fake, "frobnicate")

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.slack_bot.events import (
-    DM_THREAD,
-    parse_assistant_thread,
     parse_command,
+    parse_home_opened,
     parse_message,
     plain_text,
 )
@@ -40,11 +39,12 @@ def test_a_reply_in_a_thread_belongs_to_the_thread() -> None:
     assert message.reply_thread == "1700000000.000001"
 
 
-def test_direct_messages_top_level_and_threads() -> None:
+def test_a_top_level_direct_message_starts_a_thread_on_itself() -> None:
     top = parse_message(body(slack.message(text="hi", channel="D1", channel_type="im")),
                         BOT_USER_ID)
     assert top is not None and top.is_dm and top.text == "hi"
-    assert top.reply_thread is None and top.key == ConversationKey("slack", "T1", "D1", DM_THREAD)
+    assert top.reply_thread == top.ts
+    assert top.key == ConversationKey("slack", "T1", "D1", top.ts), "its own conversation"
     threaded = parse_message(body(slack.message(text="hi", channel="D1", channel_type="im",
                                                 thread_ts="1700000000.000002")), BOT_USER_ID)
     assert threaded is not None and threaded.key.thread == "1700000000.000002"
@@ -80,20 +80,21 @@ def test_slack_markup_becomes_plain_text() -> None:
         "https://b.example <tag> &amp;")
 
 
-def test_assistant_thread_and_command_payloads() -> None:
-    started = slack.assistant_thread_started(channel="D1", thread_ts="1700000000.000003")
-    thread = parse_assistant_thread(body(started, "EvA"))
-    assert thread is not None
-    assert (thread.team_id, thread.channel, thread.thread_ts, thread.user, thread.event_id) == (
-        "T1", "D1", "1700000000.000003", "UUSER", "EvA")
-    assert parse_assistant_thread(body({"type": "assistant_thread_started"})) is None
+def test_home_opened_and_command_payloads() -> None:
+    opened = parse_home_opened(body(slack.app_home_opened(channel="D1"), "EvH"))
+    assert opened is not None
+    assert (opened.team_id, opened.channel, opened.user, opened.tab, opened.event_id) == (
+        "T1", "D1", "UUSER", "messages", "EvH")
+    assert opened.greeting_id == "greeting:T1:UUSER"
+    assert parse_home_opened(body({"type": "app_home_opened", "tab": "messages"})) is None
+    assert parse_home_opened(body(slack.message(text="hi"))) is None
 
     command = parse_command({"team_id": "T1", "channel_id": "D1", "user_id": "U1",
                              "text": " system Use &lt;b&gt; tags "})
-    assert command.text == "system Use <b> tags" and command.is_dm
-    assert command.key == ConversationKey("slack", "T1", "D1", DM_THREAD)
+    assert command.text == "system Use <b> tags"
+    assert command.key == ConversationKey("slack", "T1", "D1", "")
     in_channel = parse_command({"team_id": "T1", "channel_id": "C1", "user_id": "U1"})
-    assert not in_channel.is_dm and in_channel.key.channel_key.channel == "C1"
+    assert in_channel.key.channel_key.channel == "C1"
 
 
 def test_command_replies_in_mrkdwn() -> None:

@@ -43,7 +43,8 @@ REFUSED_SETTING = "Only people who manage this channel"
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack(update_limit=20, update_window=1.0, retry_after=1) as server:
+    async with FakeSlack(update_limit=20, update_window=1.0, tier_window=1.0,
+                         retry_after=1) as server:
         yield server
 
 
@@ -93,14 +94,14 @@ async def test_posted_and_updated_answers_reach_slack_without_mentions(
 async def test_notices_reach_slack_without_mentions(
         make_settings: Callable[..., Settings], fake: FakeSlack,
         model_api: FakeModelServer) -> None:
-    file = fake.add_file("<!channel> @here.pdf", b"%PDF-1.4", "application/pdf")
+    file = fake.add_file("<!channel> @here.zip", b"PK\x03\x04", "application/zip")
     async with running(make_settings, fake) as (_, bot):
         event = fake.app_mention(text="read this", files=[file])
         await deliver(bot, fake.event_request(event))
 
     (notice, _) = fake.texts("C1", event["ts"])
-    assert notice == (f"Skipped <{J}!channel> @{J}here.pdf: only images (PNG, JPEG, WebP, GIF, "
-                      "HEIC/HEIF) and small text files are read.")
+    assert notice == (f"Skipped <{J}!channel> @{J}here.zip: only images (PNG, JPEG, WebP, GIF, "
+                      "HEIC/HEIF), PDF and Word (.docx) documents, and text files are read.")
     (posted,) = fake.calls_of("chat.postMessage")
     assert posted.params["markdown_text"] == notice
 

@@ -4,7 +4,7 @@ start-up and URLs."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,6 +16,7 @@ from discord.http import Route
 
 from adapters.common import PlatformTuning, download_cap
 from adapters.discord_bot.access import Access
+from adapters.discord_bot.api_calls import api_call_trace
 from adapters.discord_bot.commands import GeminiCommands
 from adapters.discord_bot.files import DiscordFiles
 from adapters.discord_bot.replies import Replies
@@ -55,19 +56,29 @@ def invite_url(application_id: int) -> str:
     )
 
 
-class GeminiClient(discord.Client):
-    """discord.py's client with the bot's handlers: each message is answered in its own task,
-    and a Stop click (`StopButton`) reaches `stop_answer`.
+class GeminiClient(discord.AutoShardedClient):
+    """discord.py's sharded client with the bot's handlers: each message is answered in its
+    own task, and a Stop click (`StopButton`) reaches `stop_answer`.
 
-    `options` go to discord.Client (tests pass a short `guild_ready_timeout`).
+    It runs the shards DISCORD_SHARD_IDS of DISCORD_SHARD_COUNT, or every shard of the count
+    Discord recommends. `options` go to discord.Client (tests pass a short
+    `guild_ready_timeout`). `connected` hears whether every shard is connected (True once
+    they are all ready, False while one is reconnecting); each REST call is counted in the
+    core's metrics.
     """
 
     def __init__(self, core: Core, settings: DiscordSettings,
-                 tuning: PlatformTuning = DISCORD_TUNING, **options: Any) -> None:
+                 tuning: PlatformTuning = DISCORD_TUNING, *,
+                 connected: Callable[[bool], None] = lambda _: None, **options: Any) -> None:
+        if settings.shards:
+            options["shard_ids"] = settings.shards
+        options.setdefault("http_trace", api_call_trace(
+            lambda route, status: core.metrics.platform_call("discord", route, status)))
         super().__init__(
             intents=intents(),
             allowed_mentions=discord.AllowedMentions.none(),
             max_ratelimit_timeout=MAX_RATELIMIT_WAIT,
+            shard_count=settings.shard_count,
             **options,
         )
         access = Access.from_settings(settings)
@@ -78,6 +89,18 @@ class GeminiClient(discord.Client):
         self.tree.add_command(GeminiCommands(core.service.commands, access))
         self._guild_ids = [int(g) for g in settings.guild_ids]
         self._work = BackgroundWork()
+        self._connected = connected
+        self._shards_down: set[int] = set()
+
+    async def launch_shards(self) -> None:
+        """Connect the shards to the configured gateway; without DISCORD_SHARD_COUNT, take the
+        count Discord recommends (discord.py alone would also take the gateway URL Discord
+        names, passing by DISCORD_GATEWAY_URL)."""
+        if self.shard_count is None:
+            self.shard_count, _, _ = await self.http.get_bot_gateway()
+        log.info("discord: running shards %s of %d",
+                 ",".join(map(str, self.shard_ids or range(self.shard_count))), self.shard_count)
+        await super().launch_shards()
 
     async def setup_hook(self) -> None:
         """After login: listen for Stop buttons, sync the commands, log the invite URL."""
@@ -87,10 +110,29 @@ class GeminiClient(discord.Client):
             log.info("discord: invite the bot with %s", invite_url(self.application_id))
 
     async def on_ready(self) -> None:
-        """Log who the bot is once the gateway has delivered the servers."""
+        """Log who the bot is once the gateway has delivered the servers: it is connected."""
         user = self.user
         log.info("discord: connected as %s (id %s) in %d servers", user,
                  user.id if user else "?", len(self.guilds))
+        self._report_connection()
+
+    async def on_shard_disconnect(self, shard_id: int) -> None:
+        """A shard lost its gateway connection (discord.py reconnects it)."""
+        self._shards_down.add(shard_id)
+        self._report_connection()
+
+    async def on_shard_ready(self, shard_id: int) -> None:
+        """A shard is connected again, with a new session."""
+        self._shards_down.discard(shard_id)
+        self._report_connection()
+
+    async def on_shard_resumed(self, shard_id: int) -> None:
+        """A shard is connected again, resuming its session."""
+        self._shards_down.discard(shard_id)
+        self._report_connection()
+
+    def _report_connection(self) -> None:
+        self._connected(self.is_ready() and not self._shards_down)
 
     async def on_message(self, message: discord.Message) -> None:
         """Answer in the background so the gateway keeps flowing."""
@@ -144,12 +186,14 @@ def discord_endpoints(api_url: str | None, gateway_url: str | None) -> Iterator[
         Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
 
 
-async def run_discord(core: Core, settings: DiscordSettings) -> None:
-    """Serve Discord with DISCORD_BOT_TOKEN until cancelled."""
+async def run_discord(core: Core, settings: DiscordSettings, *,
+                      connected: Callable[[bool], None] = lambda _: None) -> None:
+    """Serve Discord with DISCORD_BOT_TOKEN until cancelled, telling `connected` whether the
+    gateway connection is up."""
     if settings.bot_token is None:
         raise ConfigError("DISCORD_BOT_TOKEN is not set")
     with discord_endpoints(settings.api_url, settings.gateway_url):
-        async with GeminiClient(core, settings) as client:
+        async with GeminiClient(core, settings, connected=connected) as client:
             try:
                 await client.start(settings.bot_token.get_secret_value())
             except discord.LoginFailure:

@@ -75,6 +75,7 @@ class GeminiCommands(app_commands.Group):
     """
 
     system = app_commands.Group(name="system", description="This channel's system prompt")
+    tools = app_commands.Group(name="tools", description="The tools Gemini may use here")
 
     def __init__(self, commands: Commands, access: Access) -> None:
         super().__init__(name="gemini", description="Gemini's settings for this channel")
@@ -128,6 +129,23 @@ class GeminiCommands(app_commands.Group):
     async def usage(self, interaction: discord.Interaction) -> None:
         """Token totals for the last day and all time."""
         await self._run(interaction, self._commands.usage)
+
+    @tools.command(name="list", description="The bot's tools, on or off in this channel")
+    async def tools_list(self, interaction: discord.Interaction) -> None:
+        """Anyone may look."""
+        await self._run(interaction, self._commands.tools)
+
+    @tools.command(name="enable", description="Let Gemini use a tool in this channel")
+    @app_commands.describe(name="The tool's name, or SERVER__* for an MCP server's tools")
+    async def tools_enable(self, interaction: discord.Interaction, name: str) -> None:
+        """Switch a tool on here."""
+        await self._run(interaction, lambda ctx: self._commands.switch_tool(ctx, name, True))
+
+    @tools.command(name="disable", description="Stop Gemini using a tool in this channel")
+    @app_commands.describe(name="The tool's name, or SERVER__* for an MCP server's tools")
+    async def tools_disable(self, interaction: discord.Interaction, name: str) -> None:
+        """Switch a tool off here."""
+        await self._run(interaction, lambda ctx: self._commands.switch_tool(ctx, name, False))
 
     @app_commands.command(name="help", description="What the /gemini commands do")
     async def help_(self, interaction: discord.Interaction) -> None:

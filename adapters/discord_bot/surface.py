@@ -11,7 +11,7 @@ import discord
 from adapters.common import PlatformTuning
 from adapters.discord_bot.errors import as_surface_errors
 from adapters.discord_bot.events import PLATFORM
-from bot import ConversationKey, SurfaceLimits
+from bot import ChannelMessage, ConversationKey, SurfaceLimits
 
 log = logging.getLogger(__name__)
 
@@ -136,3 +136,19 @@ class DiscordSurface:
         """Post a short notice (a skipped attachment, an error)."""
         with as_surface_errors("posting a notice"):
             await self._channel.send(text)
+
+    async def read_channel(self, limit: int) -> list[ChannelMessage]:
+        """The newest `limit` messages of this reply's channel, thread or DM (Discord's
+        channel history; needs Read Message History), oldest first; this reply's own messages
+        (its status line) left out."""
+        messages = [message async for message in self._channel.history(limit=limit)
+                    if message.id not in self._messages]
+        return [_channel_message(m) for m in reversed(messages)]
+
+
+def _channel_message(message: discord.Message) -> ChannelMessage:
+    """A message as read_channel shows it: the author's display name, the text with its
+    mentions as names, and the files attached by name."""
+    files = "".join(f" [file {a.filename}]" for a in message.attachments)
+    return ChannelMessage(message.author.display_name, message.created_at,
+                          message.clean_content + files)

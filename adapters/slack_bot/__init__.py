@@ -6,13 +6,15 @@
     events      Slack payloads read into plain values (pure functions)
     routing     is a message for the bot, and which conversation it continues
     replies     answering a routed message through the core, on the right surface
-    surface     drawing a reply: post then chat.update, or Slack's native stream
+    surface     drawing a reply in its thread: status, posts, chat.update, a stream per page
+    stream      one native streaming message, and the way back to chat.update
+    budgets     each rate-limited method's shared budget per workspace (Slack's tiers)
     errors      Slack Web API errors as the core's RateLimited / DeliveryFailed
     access      who may change settings (workspace admins, SLACK_ADMIN_IDS)
     files       files, downloaded from Slack's hosts only, with the bot token
     commands    the /gemini slash command
-    assistant   the greeting and suggested prompts of Slack's assistant threads
-    client      the Web API client: the configured host, retries that spare chat.update
+    assistant   the greeting and suggested prompts of the Messages tab (agent experience)
+    client      the Web API client: the configured host, retries that spare paced methods
     mrkdwn      model text that pings no one; Markdown as mrkdwn for slash commands
 
 Import from the modules (`from adapters.slack_bot.app import run_slack`), so that reading

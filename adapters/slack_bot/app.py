@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from aiohttp import web
@@ -17,6 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.common import PlatformTuning, download_cap
 from adapters.slack_bot.access import People
+from adapters.slack_bot.budgets import SlackBudgets
 from adapters.slack_bot.client import web_client
 from adapters.slack_bot.commands import SlashCommands
 from adapters.slack_bot.events import is_ssl_check, request_problem
@@ -30,6 +31,8 @@ from bot import BackgroundWork, ConfigError, Core
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
+Mount = Callable[[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]], None]
+"""Serves a route on the bot's HTTP server: `mount(method, path, handler)`."""
 
 
 class SlackBot:
@@ -56,10 +59,11 @@ class SlackBot:
         people = People(client, settings.admin_ids)
         files = SlackFiles(core.http, client, client.token or "", download_cap(core.settings),
                            settings.api_url)
-        replies = Replies(core.service, client, people, files, tuning,
-                          tuning.edit_budgets(core, "slack"))
+        budgets = SlackBudgets(core, tuning)
+        replies = Replies(core.service, client, people, files, tuning, budgets)
         commands = SlashCommands(core.service.commands, people)
-        Listeners(core.service, client, replies, commands, self._work.spawn).register(self.app)
+        Listeners(core.service, client, replies, commands, budgets,
+                  self._work.spawn).register(self.app)
 
     async def receive(self, request: web.Request) -> web.Response:
         """One HTTP request from Slack, handed to bolt once it is signed and well formed.
@@ -107,13 +111,15 @@ def build_slack_app(core: Core, settings: SlackSettings, client: AsyncWebClient 
         token = settings.bot_token
         if token is None:
             raise ConfigError("SLACK_BOT_TOKEN is not set: Slack needs the bot token (xoxb-...)")
-        client = web_client(token.get_secret_value(), settings.api_url)
+        client = web_client(token.get_secret_value(), settings.api_url, metrics=core.metrics)
     return SlackBot(core, settings, client, tuning)
 
 
 @asynccontextmanager
 async def serve_http(bot: SlackBot, port: int, host: str = "0.0.0.0") -> AsyncIterator[int]:
-    """Serve Slack's events and commands on `EVENTS_PATH`; yields the bound port.
+    """Serve Slack's events and commands on `EVENTS_PATH`, on a server of their own (the bot
+    mounts `SlackBot.receive` on its HTTP server instead, in `run_slack`); yields the bound
+    port.
 
     Every request's signature is checked with SLACK_SIGNING_SECRET (401 otherwise), and a
     malformed one is refused with 400 before bolt sees it (`SlackBot.receive`).
@@ -147,19 +153,23 @@ async def socket_mode(bot: SlackBot, app_token: str) -> AsyncIterator[None]:
         await handler.close_async()  # type: ignore[no-untyped-call]
 
 
-async def run_slack(core: Core, settings: SlackSettings) -> None:
-    """Serve Slack until cancelled: Socket Mode with SLACK_APP_TOKEN, else HTTP mode (on the
-    core's BOT_HTTP_PORT)."""
+async def run_slack(core: Core, settings: SlackSettings, *, mount: Mount,
+                    connected: Callable[[bool], None] = lambda _: None) -> None:
+    """Serve Slack until cancelled: Socket Mode with SLACK_APP_TOKEN, else HTTP mode, its
+    events URL mounted on the bot's HTTP server with `mount`; `connected` hears when events
+    can arrive."""
     bot = build_slack_app(core, settings)
     try:
         if settings.app_token is not None:
             async with socket_mode(bot, settings.app_token.get_secret_value()):
                 log.info("slack: connected in Socket Mode")
+                connected(True)
                 await asyncio.Event().wait()
         elif settings.signing_secret is not None:
-            async with serve_http(bot, core.settings.bot_http_port) as port:
-                log.info("slack: serving events on port %d at %s", port, EVENTS_PATH)
-                await asyncio.Event().wait()
+            mount("POST", EVENTS_PATH, bot.receive)
+            log.info("slack: receiving events at %s on the bot's HTTP server", EVENTS_PATH)
+            connected(True)
+            await asyncio.Event().wait()
         else:
             raise ConfigError("Slack needs SLACK_APP_TOKEN (Socket Mode) or "
                               "SLACK_SIGNING_SECRET (HTTP mode)")

@@ -1,4 +1,4 @@
-"""Slack's assistant threads (Agents & AI Apps): a greeting and suggested prompts."""
+"""Slack's agent messaging experience: a greeting and suggested prompts in the Messages tab."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import logging
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack_bot.errors import describe
-from adapters.slack_bot.events import AssistantThread
+from adapters.slack_bot.budgets import WorkspaceBudgets
+from adapters.slack_bot.errors import as_surface_errors, describe
+from adapters.slack_bot.events import HomeOpened
+from bot import DeliveryFailed, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -21,15 +23,22 @@ SUGGESTED_PROMPTS = (
 )
 
 
-async def greet(client: AsyncWebClient, thread: AssistantThread) -> None:
-    """Say hello in a new assistant thread and offer a few prompts to start with."""
+async def welcome(client: AsyncWebClient, opened: HomeOpened, budgets: WorkspaceBudgets, *,
+                  first_visit: bool) -> None:
+    """Greet a person in their DM with the bot on their first visit, and offer a few prompts
+    on every visit.
+
+    An agent app sets its prompts without `thread_ts` (they go with the channel's latest
+    message); with one, Slack would silently ignore them.
+    """
     try:
-        await client.chat_postMessage(channel=thread.channel, thread_ts=thread.thread_ts,
-                                      markdown_text=GREETING)
-        await client.assistant_threads_setSuggestedPrompts(
-            channel_id=thread.channel, thread_ts=thread.thread_ts,
-            prompts=[dict(prompt) for prompt in SUGGESTED_PROMPTS],
-        )
-    except SlackApiError as exc:
-        log.warning("slack:%s:%s:%s: greeting the assistant thread failed: %s", thread.team_id,
-                    thread.channel, thread.thread_ts, describe(exc))
+        if first_visit:
+            with as_surface_errors():
+                await client.chat_postMessage(channel=opened.channel, markdown_text=GREETING)
+        async with budgets.slot("assistant.threads.setSuggestedPrompts"):
+            await client.assistant_threads_setSuggestedPrompts(
+                channel_id=opened.channel, prompts=[dict(prompt) for prompt in SUGGESTED_PROMPTS],
+            )
+    except (SlackApiError, RateLimited, DeliveryFailed) as exc:
+        log.warning("slack:%s:%s: welcoming %s failed: %s", opened.team_id, opened.channel,
+                    opened.user, describe(exc))

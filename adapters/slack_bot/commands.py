@@ -7,18 +7,16 @@ from adapters.slack_bot.events import SlashCommand
 from adapters.slack_bot.mrkdwn import to_mrkdwn
 from bot import CommandContext, Commands
 
-CHANNEL_RESET = (
-    "Slash commands cannot see threads, and in a channel each thread is its own conversation: "
-    "mention me in a new message to start afresh. (In a direct message with me, "
-    "`/gemini reset` forgets our conversation there.)"
+RESET = (
+    "Slash commands cannot see threads, and each thread is its own conversation: send a new "
+    "message (in a channel, mention me) to start afresh."
 )
 
 
 class SlashCommands:
     """Runs `/gemini <text>` for a user; settings apply to the channel it was typed in.
 
-    `reset` forgets the top-level conversation of a direct message; in a channel, where
-    the command cannot name a thread, it explains how to start afresh instead.
+    `reset`, which would need to name a thread, explains how to start afresh instead.
     """
 
     def __init__(self, commands: Commands, people: People) -> None:
@@ -28,8 +26,8 @@ class SlashCommands:
     async def reply(self, command: SlashCommand) -> str:
         """What to tell the user, in mrkdwn."""
         verb = command.text.split(maxsplit=1)[0].lower() if command.text else ""
-        if verb == "reset" and not command.is_dm:
-            return to_mrkdwn(CHANNEL_RESET)
+        if verb == "reset":
+            return to_mrkdwn(RESET)
         author = await self._people.author(command.user, command.team_id)
         context = CommandContext(command.key, author)
         return to_mrkdwn(await self._commands.run(context, command.text))

@@ -12,8 +12,8 @@ from urllib.parse import parse_qsl
 from bot import ConversationKey
 
 PLATFORM = "slack"
-DM_THREAD = "dm"
-"""The conversation key's thread for the top level of a direct message with the bot."""
+MESSAGES_TAB = "messages"
+"""The App Home tab that is a person's direct message with the bot."""
 
 ANSWERED_SUBTYPES = (None, "file_share", "thread_broadcast")
 """Message subtypes written by a person; edits, deletions, joins and bot posts are noise."""
@@ -41,28 +41,31 @@ class SlackMessage:
     event_id: str | None
 
     @property
-    def reply_thread(self) -> str | None:
-        """The thread the answer goes to; None for the top level of a direct message."""
-        if self.is_dm:
-            return self.thread_ts
+    def reply_thread(self) -> str:
+        """The thread the answer goes to: the message's thread, or (a top-level message, in a
+        channel or a DM) the thread the answer starts on it."""
         return self.thread_ts or self.ts
 
     @property
     def key(self) -> ConversationKey:
-        """The conversation: a thread, or the top level of a direct message."""
-        return ConversationKey(PLATFORM, self.team_id, self.channel,
-                               self.reply_thread or DM_THREAD)
+        """The conversation: the thread."""
+        return ConversationKey(PLATFORM, self.team_id, self.channel, self.reply_thread)
 
 
 @dataclass(frozen=True, slots=True)
-class AssistantThread:
-    """A new thread in Slack's assistant pane (Agents & AI Apps)."""
+class HomeOpened:
+    """A person opened a tab of the bot's App Home (the Messages tab is their DM with it)."""
 
     team_id: str
     channel: str
-    thread_ts: str
     user: str
+    tab: str
     event_id: str | None
+
+    @property
+    def greeting_id(self) -> str:
+        """The id under which greeting this person is remembered, like an event's."""
+        return f"greeting:{self.team_id}:{self.user}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,15 +78,9 @@ class SlashCommand:
     text: str
 
     @property
-    def is_dm(self) -> bool:
-        """Whether it was typed in a direct message with the bot."""
-        return is_dm_channel(self.channel)
-
-    @property
     def key(self) -> ConversationKey:
-        """The conversation it applies to; in a channel only the channel part is meaningful."""
-        return ConversationKey(PLATFORM, self.team_id, self.channel,
-                               DM_THREAD if self.is_dm else "")
+        """The channel it applies to (slash commands cannot name a thread)."""
+        return ConversationKey(PLATFORM, self.team_id, self.channel, "")
 
 
 def is_dm_channel(channel: str) -> bool:
@@ -156,22 +153,21 @@ def parse_message(body: Mapping[str, Any], bot_user_id: str) -> SlackMessage | N
     )
 
 
-def parse_assistant_thread(body: Mapping[str, Any]) -> AssistantThread | None:
-    """The thread an `assistant_thread_started` event opened, if the payload is complete."""
+def parse_home_opened(body: Mapping[str, Any]) -> HomeOpened | None:
+    """The visit an `app_home_opened` event reports, if the payload is complete."""
     event = body.get("event")
-    thread = event.get("assistant_thread") if isinstance(event, Mapping) else None
-    if not isinstance(thread, Mapping):
+    if not isinstance(event, Mapping) or event.get("type") != "app_home_opened":
         return None
-    channel, thread_ts = _text(thread.get("channel_id")), _text(thread.get("thread_ts"))
-    if not channel or not thread_ts:
+    channel, user = _text(event.get("channel")), _text(event.get("user"))
+    if not channel or not user:
         return None
-    context = thread.get("context")
-    context_team = _text(context.get("team_id")) if isinstance(context, Mapping) else ""
-    return AssistantThread(
-        team_id=_text(body.get("team_id")) or context_team,
+    view = event.get("view")
+    view_team = _text(view.get("team_id")) if isinstance(view, Mapping) else ""
+    return HomeOpened(
+        team_id=_text(body.get("team_id")) or view_team,
         channel=channel,
-        thread_ts=thread_ts,
-        user=_text(thread.get("user_id")),
+        user=user,
+        tab=_text(event.get("tab")),
         event_id=_text(body.get("event_id")) or None,
     )
 

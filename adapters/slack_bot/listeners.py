@@ -17,14 +17,17 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack_bot.assistant import greet
+from adapters.slack_bot.assistant import welcome
+from adapters.slack_bot.budgets import SlackBudgets
 from adapters.slack_bot.commands import SlashCommands
 from adapters.slack_bot.errors import describe
 from adapters.slack_bot.events import (
+    MESSAGES_TAB,
     PLATFORM,
+    HomeOpened,
     SlashCommand,
-    parse_assistant_thread,
     parse_command,
+    parse_home_opened,
     parse_message,
 )
 from adapters.slack_bot.replies import Replies
@@ -40,19 +43,19 @@ class Listeners:
     """Event and command listeners for one bolt app; `spawn` runs work in the background."""
 
     def __init__(self, service: Service, client: AsyncWebClient, replies: Replies,
-                 commands: SlashCommands, spawn: Spawn) -> None:
+                 commands: SlashCommands, budgets: SlackBudgets, spawn: Spawn) -> None:
         self._service = service
         self._client = client
         self._replies = replies
         self._commands = commands
+        self._budgets = budgets
         self._spawn = spawn
 
     def register(self, app: AsyncApp) -> None:
-        """Attach every listener to `app`."""
+        """Attach every listener to `app` (the manifest subscribes to each event)."""
         app.event("app_mention")(self.on_mention)
         app.event("message")(self.on_message)
-        app.event("assistant_thread_started")(self.on_assistant_thread)
-        app.event("assistant_thread_context_changed")(self.on_context_changed)
+        app.event("app_home_opened")(self.on_home_opened)
         app.command("/gemini")(self.on_command)
 
     async def on_mention(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -63,17 +66,15 @@ class Listeners:
         """A `message` event."""
         await self._answer(body, context, "message")
 
-    async def on_assistant_thread(self, body: dict[str, Any]) -> None:
-        """A new assistant thread: greet once, even if Slack delivers the event again."""
-        thread = parse_assistant_thread(body)
-        if thread is None:
+    async def on_home_opened(self, body: dict[str, Any]) -> None:
+        """Someone opened the bot's App Home: on the Messages tab (their DM with the bot),
+        welcome them, once per visit even if Slack delivers the event again."""
+        opened = parse_home_opened(body)
+        if opened is None or opened.tab != MESSAGES_TAB:
             return
-        if thread.event_id and not await self._service.claim_event(PLATFORM, thread.event_id):
+        if opened.event_id and not await self._service.claim_event(PLATFORM, opened.event_id):
             return
-        self._spawn(greet(self._client, thread), f"slack: greeting in {thread.channel}")
-
-    async def on_context_changed(self) -> None:
-        """The user moved to another channel with the assistant pane open: nothing to do."""
+        self._spawn(self._welcome(opened), f"slack: welcoming {opened.user}")
 
     async def on_command(self, ack: AsyncAck, body: dict[str, Any],
                          respond: AsyncRespond) -> None:
@@ -90,6 +91,11 @@ class Listeners:
         key = await route(message, trigger, self._service)
         if key is not None:
             self._spawn(self._replies.answer(message), f"answer to {key}")
+
+    async def _welcome(self, opened: HomeOpened) -> None:
+        first_visit = await self._service.claim_event(PLATFORM, opened.greeting_id)
+        await welcome(self._client, opened, self._budgets.workspace(opened.team_id),
+                      first_visit=first_visit)
 
     async def _run_command(self, command: SlashCommand, respond: AsyncRespond) -> None:
         text = await self._commands.reply(command)

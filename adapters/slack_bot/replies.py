@@ -1,4 +1,5 @@
-"""Answering a Slack message: the core's Incoming, a surface in the right place, a budget."""
+"""Answering a Slack message: the core's Incoming, a streaming surface in its thread, and the
+workspace's budgets."""
 
 from __future__ import annotations
 
@@ -8,24 +9,23 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.common import PlatformTuning
 from adapters.slack_bot.access import People
+from adapters.slack_bot.budgets import UPDATE, SlackBudgets
 from adapters.slack_bot.events import SlackMessage
 from adapters.slack_bot.files import SlackFiles
-from adapters.slack_bot.surface import Place, SlackStreamingSurface, SlackSurface
-from bot import EditBudgets, Incoming, Service
+from adapters.slack_bot.surface import Place, SlackStreamingSurface
+from bot import Incoming, Service
 
 log = logging.getLogger(__name__)
 
 
 class Replies:
-    """Hands addressed messages to the core, drawn where Slack allows native streaming.
-
-    Threads get a streaming surface (channels pass the recipient user and team Slack asks
-    for); the top level of a direct message gets post-then-chat.update. Every reply in a
-    workspace shares that workspace's edit budget.
+    """Hands addressed messages to the core, drawn with Slack's native streaming in the
+    message's thread (a top-level message starts one), passing the recipient user and team
+    Slack asks for. Every reply in a workspace takes its calls from that workspace's budgets.
     """
 
     def __init__(self, service: Service, client: AsyncWebClient, people: People,
-                 files: SlackFiles, tuning: PlatformTuning, budgets: EditBudgets) -> None:
+                 files: SlackFiles, tuning: PlatformTuning, budgets: SlackBudgets) -> None:
         self._service = service
         self._client = client
         self._people = people
@@ -45,12 +45,9 @@ class Replies:
         )
         place = Place(message.team_id, message.channel, message.reply_thread, message.user,
                       message.user_team)
-        budget = self._budgets.for_scope(message.team_id)
-        surface: SlackSurface
-        if place.thread_ts is None:
-            surface = SlackSurface(self._client, place, self._tuning.limits)
-        else:
-            surface = SlackStreamingSurface(self._client, place, self._tuning.limits, budget)
+        budgets = self._budgets.workspace(message.team_id)
+        surface = SlackStreamingSurface(self._client, place, self._tuning.limits, budgets,
+                                        people=self._people)
         log.info("%s: answering message %s (event %s)", message.key, message.ts,
                  message.event_id)
-        await self._service.handle(incoming, surface, budget)
+        await self._service.handle(incoming, surface, budgets.of(UPDATE))

@@ -3,8 +3,9 @@
 - A mention in a channel (its `app_mention` event): answered in that message's thread.
 - Any message in a thread the bot already takes part in, without a mention (a message that
   does mention the bot is left to its `app_mention` event, so it gets one answer).
-- Every message in a direct message with the bot; the top level is one conversation and
-  each DM thread another (DMs come as `message` events; their `app_mention` is ignored).
+- Every message in a direct message with the bot (DMs come as `message` events; their
+  `app_mention` is ignored). As in channels, each thread is a conversation, and a top-level
+  message is answered in a thread of its own (Slack's agent messaging experience).
 Bots (this one included), edits and deletions never get here: `events.parse_message` drops
 them. The decision reads the message and the database only (through `Conversations`).
 """

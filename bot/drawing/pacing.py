@@ -111,3 +111,23 @@ class LocalEditBudgets:
         else:
             self._budgets.move_to_end(scope)
         return budget
+
+
+class TimedEditBudget:
+    """A budget that tells `waited` how long each caller waited for its slot, in seconds."""
+
+    def __init__(self, budget: EditBudget, waited: Callable[[float], None], *,
+                 clock: Clock = time.monotonic) -> None:
+        self._budget = budget
+        self._waited = waited
+        self._clock = clock
+
+    async def acquire(self) -> None:
+        """Wait for this caller's slot, and report the wait."""
+        started = self._clock()
+        await self._budget.acquire()
+        self._waited(self._clock() - started)
+
+    async def pause(self, seconds: float) -> None:
+        """Hold every caller back for `seconds`, after the platform answered 429."""
+        await self._budget.pause(seconds)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from bot.drawing.pacing import Clock, EditBudget, Sleep
 from bot.drawing.paging import Page, open_fence_at_end, paginate, safe_length
 from bot.drawing.retry import retry_until_done
-from bot.drawing.surface import StreamingSurface, Surface, TextStream
+from bot.drawing.surface import StatusSurface, StreamingSurface, Surface, TextStream
 from bot.errors import DeliveryFailed, RateLimited
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class Renderer(ABC):
         self._chunks: list[str] = []
         self._text = ""
         self._note = ""
+        self._status = ""
         self._finished = False
         self._failed = False
         self._next_at = float("-inf")
@@ -90,9 +91,24 @@ class Renderer(ABC):
         self._task = asyncio.create_task(self._draw_loop())
 
     def feed(self, text: str) -> None:
-        """Add answer text; it is drawn when the pace allows."""
+        """Add answer text; it is drawn when the pace allows (replacing any status line)."""
         if text:
+            self._status = ""
             self._chunks.append(text)
+            self._changed.set()
+
+    async def show_status(self, text: str) -> None:
+        """Show one status line (a tool at work) until the next text replaces it: on the
+        surface's own status when it has one, else drawn after the text so far. "" ends it
+        on a surface's own status; a drawn line waits for the next text."""
+        if isinstance(self._surface, StatusSurface):
+            try:
+                await self._surface.show_status(text)
+            except Exception as exc:
+                log.info("showing a status failed: %s", exc)
+            return
+        if text:
+            self._status = text
             self._changed.set()
 
     async def finish(self, note: str = "") -> Rendered:
@@ -220,7 +236,7 @@ class EditRenderer(Renderer):
         return tuple(s.message_id for s in self._shown)
 
     async def _draw(self, *, final: bool) -> None:
-        text_so_far = self._full_text() if final else self.text
+        text_so_far = self._full_text() if final else self._with_status(self.text)
         limit = self._surface.limits.max_message_chars
         pages = [p for p in paginate(text_so_far, limit) if p.text.strip()]
         marks_final = self._surface.limits.final_edit_marks
@@ -237,6 +253,16 @@ class EditRenderer(Renderer):
                 self._next_at = max(self._next_at,
                                     self._clock() + self._surface.limits.min_edit_interval)
                 self._stop_progress()
+
+    def _with_status(self, text: str) -> str:
+        """The text with the status line after it, when the line fits on the last page."""
+        if not self._status:
+            return text
+        if not text.strip():
+            return self._status
+        shown = f"{text.rstrip()}\n\n{self._status}"
+        limit = self._surface.limits.max_message_chars
+        return shown if len(paginate(shown, limit)) == len(paginate(text, limit)) else text
 
     async def _edit(self, shown: _Shown, text: str, final: bool) -> None:
         await self._wait_for_pace()

@@ -69,3 +69,13 @@ class StreamingSurface(Surface, Protocol):
     async def open_stream(self, opening: str) -> TextStream:
         """Start a streaming message that begins with `opening`."""
         ...
+
+
+@runtime_checkable
+class StatusSurface(Surface, Protocol):
+    """A surface with a status line of its own beside the answer (Slack's thread status, a
+    terminal's error stream), used instead of a line drawn at the answer's end."""
+
+    async def show_status(self, text: str) -> None:
+        """Show `text` as the reply's status; "" clears it."""
+        ...

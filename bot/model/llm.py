@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import hashlib
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 import httpx
 from httpx_sse import ServerSentEvent, aconnect_sse
@@ -23,7 +24,7 @@ from httpx_sse._decoders import SSEDecoder
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot import defaults
-from bot.conversation import Usage
+from bot.conversation import ToolCall, Usage
 from bot.errors import (
     AnswerTooLong,
     AnswerTooSlow,
@@ -35,6 +36,7 @@ from bot.errors import (
     RequestRejected,
     StreamInterrupted,
 )
+from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ MAX_ERROR_BODY_BYTES = 64 * 1024  # read of a body that is not an event stream
 LOG_PREVIEW_BYTES = 200
 MASK = "***"
 MIN_SECRET_CHARS = 4  # shorter "secrets" would mask ordinary words
+MAX_TOOL_CALLS = 16  # calls assembled from one answer; the model is told the rest were not run
+MAX_CALL_ID_CHARS = 128
 
 
 class TextContent(TypedDict):
@@ -68,10 +72,14 @@ class ImageContent(TypedDict):
 
 
 class ChatMessage(TypedDict):
-    """One message of a chat-completions request."""
+    """One message of a chat-completions request. An assistant message that called tools
+    carries `tool_calls` (each with the fields the API sent, verbatim) and may carry fields
+    of its own the bot does not know; a tool message answers the call `tool_call_id`."""
 
-    role: Literal["system", "user", "assistant"]
-    content: str | list[TextContent | ImageContent]
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | list[TextContent | ImageContent] | None
+    tool_calls: NotRequired[list[dict[str, Any]]]
+    tool_call_id: NotRequired[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +115,14 @@ class _ApiObject(BaseModel):
 
 
 class ChunkDelta(_ApiObject):
-    """The new part of the answer in one chunk."""
+    """The new part of the answer in one chunk: text, pieces of tool calls, and any fields
+    we do not know (kept in `model_extra`, to be sent back verbatim)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     role: str | None = None
     content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 class ChunkChoice(_ApiObject):
@@ -172,12 +184,18 @@ class TextDelta:
 
 @dataclass(frozen=True, slots=True)
 class StreamEnd:
-    """The end of a stream: how it finished, the usage, and the error that cut it if any."""
+    """The end of a stream: how it finished, the usage, and the error that cut it if any.
+
+    An answer that asks for tools ends with its `tool_calls`, and `extra` holds the fields
+    of the assistant message the bot does not know; both go back to the API verbatim.
+    """
 
     finish_reason: str | None = None
     usage: Usage | None = None
     model: str | None = None
     error: ModelError | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 StreamEvent = TextDelta | StreamEnd
@@ -214,6 +232,7 @@ class ModelClient:
         idle_timeout: float = defaults.READ_TIMEOUT,
         secrets: Sequence[str] = (),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        metrics: Metrics | None = None,
     ) -> None:
         self._http = http
         self._headers = {"Authorization": f"Bearer {api_key}", "Accept-Encoding": "identity"}
@@ -228,6 +247,7 @@ class ModelClient:
             {s for s in (api_key, *secrets) if len(s) >= MIN_SECRET_CHARS}, key=len, reverse=True
         )
         self._sleep = sleep
+        self._metrics = metrics or Metrics()
 
     def __repr__(self) -> str:
         return f"ModelClient(direct={self._direct_url!r}, api={self._api_url!r})"
@@ -239,16 +259,22 @@ class ModelClient:
         return [self._direct_url, self._api_url]
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        """Yield the answer's text deltas, then exactly one StreamEnd."""
+        """Yield the answer's text deltas, then exactly one StreamEnd (recording the time to
+        the first text, the tokens, the errors and the fallbacks in the metrics)."""
         body = request.body()
         endpoints = self.endpoints_for(request)
+        meter = _Meter(self._metrics)
         for index, base in enumerate(endpoints):
+            endpoint = "api" if base == self._api_url else "direct"
             try:
                 async for event in self._attempt(base, body):
+                    meter.saw(endpoint, event)
                     yield event
                 return
             except _NothingReceived as failure:
+                self._metrics.model_error(endpoint, failure.error)
                 if index + 1 < len(endpoints):
+                    self._metrics.model_fallback()
                     log.warning("model endpoint %s failed (%s); trying %s", base,
                                 failure.error, endpoints[index + 1])
                     continue
@@ -310,6 +336,7 @@ class ModelClient:
         received = False
         length = 0
         error: ModelError | None = None
+        calls = _ToolCallAssembly()
         async with contextlib.aclosing(_server_sent_events(response)) as events:
             try:
                 while True:
@@ -341,6 +368,7 @@ class ModelClient:
                     text = ""
                     for choice in chunk.choices:
                         text += choice.delta.content or ""
+                        length += calls.add(choice.delta)
                         finish = choice.finish_reason or finish
                     room = self._max_answer_chars - length
                     if len(text) > room:
@@ -373,7 +401,10 @@ class ModelClient:
                     raise _NothingReceived(exc) from exc
                 error = exc
         await response.aclose()
-        yield StreamEnd(finish, usage, model, error)
+        if error is not None:
+            yield StreamEnd(finish, usage, model, error)
+        else:
+            yield StreamEnd(finish, usage, model, None, calls.calls(), calls.extra)
 
     def _too_long(self) -> AnswerTooLong:
         return AnswerTooLong(
@@ -472,6 +503,100 @@ class ModelClient:
         window = raw[: LOG_PREVIEW_BYTES + max(map(len, self._secrets), default=0)]
         text = window.decode("utf-8", errors="replace") if isinstance(window, bytes) else window
         return self._mask(text)[:LOG_PREVIEW_BYTES]
+
+
+class _ToolCallAssembly:
+    """Tool calls put together from the pieces streamed in deltas (`delta.tool_calls[i]`
+    with an `index`; the id and name once, the arguments in pieces), and the fields of the
+    message and of each call the bot does not know, merged as they arrive (see `_merge`)."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, dict[str, Any]] = {}
+        self.extra: dict[str, Any] = {}
+
+    def add(self, delta: ChunkDelta) -> int:
+        """Take one delta's pieces; return how many characters of arguments it added."""
+        for name, value in (delta.model_extra or {}).items():
+            if value is not None:
+                _merge(self.extra, name, value)
+        added = 0
+        for position, piece in enumerate(delta.tool_calls or ()):
+            if not isinstance(piece, dict):
+                continue
+            index = piece.get("index", position)
+            if not isinstance(index, int) or (
+                index not in self._calls and len(self._calls) >= MAX_TOOL_CALLS
+            ):
+                continue
+            call = self._calls.setdefault(index, {"id": "", "name": "", "arguments": "",
+                                                  "extra": {}})
+            function = piece.get("function")
+            function = function if isinstance(function, dict) else {}
+            if isinstance(piece.get("id"), str) and piece["id"] and not call["id"]:
+                call["id"] = piece["id"]
+            if isinstance(function.get("name"), str) and function["name"] and not call["name"]:
+                call["name"] = function["name"]
+            if isinstance(function.get("arguments"), str):
+                call["arguments"] += function["arguments"]
+                added += len(function["arguments"])
+            for name, value in piece.items():
+                if name not in ("index", "id", "type", "function") and value is not None:
+                    _merge(call["extra"], name, value)
+            for name, value in function.items():
+                if name not in ("name", "arguments") and value is not None:
+                    _merge(call["extra"].setdefault("function", {}), name, value)
+        return added
+
+    def calls(self) -> tuple[ToolCall, ...]:
+        """The calls, in index order; a call without an id gets one made up."""
+        return tuple(
+            ToolCall(_call_id(call["id"], index), call["name"], call["arguments"],
+                     call["extra"])
+            for index, call in sorted(self._calls.items())
+        )
+
+
+def _merge(into: dict[str, Any], name: str, value: Any) -> None:
+    """Merge a streamed field: objects field by field, text pieces joined, others replaced."""
+    current = into.get(name)
+    if isinstance(current, dict) and isinstance(value, dict):
+        for key, item in value.items():
+            if item is not None:
+                _merge(current, key, item)
+    elif isinstance(current, str) and isinstance(value, str):
+        into[name] = current + value
+    else:
+        into[name] = value
+
+
+def _call_id(given: str, index: int) -> str:
+    """The call's id, fit for storing (a long one becomes a hash of itself)."""
+    if not given:
+        return f"call_{index}"
+    if len(given) <= MAX_CALL_ID_CHARS:
+        return given
+    return "call_" + hashlib.sha256(given.encode()).hexdigest()[:32]
+
+
+class _Meter:
+    """Records one request's answer in the metrics as its events pass."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._started = time.monotonic()
+        self._texted = False
+
+    def saw(self, endpoint: str, event: StreamEvent) -> None:
+        """Note one event from `endpoint` ("direct" or "api")."""
+        if isinstance(event, TextDelta):
+            if not self._texted:
+                self._texted = True
+                self._metrics.model_first_token(endpoint, time.monotonic() - self._started)
+            return
+        if event.usage is not None:
+            self._metrics.model_tokens(event.usage.prompt_tokens, event.usage.completion_tokens)
+        if event.error is not None:
+            self._metrics.model_error(endpoint, event.error)
 
 
 class _LineSplitter:

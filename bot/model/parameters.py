@@ -19,10 +19,12 @@ MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 
 @dataclass(frozen=True, slots=True)
 class ChannelSettings:
-    """A channel's system prompt (None: the bot-wide default) and its parameter overrides."""
+    """A channel's system prompt (None: the bot-wide default), its parameter overrides, and
+    its tool switches (a tool's name, or `SERVER__*` for an MCP server's tools, to on/off)."""
 
     system_prompt: str | None = None
     parameters: Mapping[str, Any] = field(default_factory=dict)
+    tools: Mapping[str, bool] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,10 @@ PARAMETERS: dict[str, Parameter] = {
         Parameter(
             "response_format", "json, text", _choice("json", "text"),
             "json makes every answer a JSON object",
+        ),
+        Parameter(
+            "tool_choice", "auto, none, required", _choice("auto", "none", "required"),
+            "whether the model may use tools (required: it must, before its first answer)",
         ),
     )
 }

@@ -1,17 +1,23 @@
-"""Building a chat-completions request from a channel's settings and a conversation's turns."""
+"""Building a chat-completions request from a channel's settings and a conversation's turns.
+
+Tool turns follow the API's rules: an assistant message that called tools is followed by one
+tool message per call. So a tool result whose call is not in the history (the window began
+between them) is left out, and a call whose result was never stored (the bot stopped while
+the tool ran) gets a result saying so."""
 
 from __future__ import annotations
 
 import base64
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from bot import defaults
 from bot.conversation import ImagePart, Role, TextPart, Turn
 from bot.model.llm import ChatMessage, ChatRequest, ImageContent, TextContent
 
 OMITTED_IMAGE = "[an earlier image, not sent again]"
+MISSING_RESULT = "(no result: the tool did not finish)"
 
 Position = tuple[int, int]
 """Where an image is in the turns: the index of its turn, then of the part in that turn."""
@@ -70,14 +76,97 @@ def _request(
     messages: list[ChatMessage] = []
     if system_prompt:
         messages.append({"role": "system", "content": system_prompt})
-    for turn_index, turn in enumerate(turns):
-        if turn.role is Role.ASSISTANT:
-            if not turn.text.strip():
-                continue
-            messages.append({"role": "assistant", "content": turn.text})
-        else:
+    start = _first_whole(turns)
+    for turn_index, turn in enumerate(turns[start:], start):
+        if turn.role is Role.USER:
+            messages.extend(_missing_results(_pending_calls(messages)))
             messages.append({"role": "user", "content": _user_content(turn_index, turn, notes)})
+        else:
+            messages.extend(turn_messages([turn], after=messages))
     return ChatRequest(messages=messages, parameters=parameters)
+
+
+def follow_up(request: ChatRequest, turns: Sequence[Turn]) -> ChatRequest:
+    """The request asked again with the answer's assistant and tool turns appended (a tool
+    round: the model's calls, then their results)."""
+    messages = list(request.messages)
+    messages.extend(turn_messages(turns, after=messages))
+    return ChatRequest(messages=messages, parameters=request.parameters)
+
+
+def turn_messages(turns: Sequence[Turn], *, after: Sequence[ChatMessage] = ()
+                  ) -> list[ChatMessage]:
+    """The messages of assistant and tool turns that come `after` the given messages: a tool
+    result only right after its call, and a result saying so for a call without one."""
+    messages: list[ChatMessage] = []
+    pending = _pending_calls(after)
+    for turn in turns:
+        if turn.role is Role.TOOL:
+            if turn.tool_call_id in pending:
+                pending.remove(turn.tool_call_id)
+                messages.append({"role": "tool", "tool_call_id": turn.tool_call_id,
+                                  "content": turn.text})
+            continue
+        messages.extend(_missing_results(pending))
+        pending = []
+        if turn.role is Role.ASSISTANT:
+            message = _assistant_message(turn)
+            if message is not None:
+                messages.append(message)
+                pending = [call.id for call in turn.tool_calls]
+    return messages
+
+
+def _assistant_message(turn: Turn) -> ChatMessage | None:
+    """An assistant turn as the API wants it back: its text, its tool calls with every field
+    the API sent, and the message's own unknown fields; None for an empty answer."""
+    if not turn.tool_calls:
+        if not turn.text.strip():
+            return None
+        message: dict[str, Any] = {**turn.extra, "role": "assistant", "content": turn.text}
+        return cast(ChatMessage, message)
+    calls = [
+        {
+            **{k: v for k, v in call.extra.items() if k != "function"},
+            "id": call.id,
+            "type": "function",
+            "function": {**call.extra.get("function", {}), "name": call.name,
+                         "arguments": call.arguments},
+        }
+        for call in turn.tool_calls
+    ]
+    message = {**turn.extra, "role": "assistant", "content": turn.text or None,
+               "tool_calls": calls}
+    return cast(ChatMessage, message)
+
+
+def _pending_calls(messages: Sequence[ChatMessage]) -> list[str]:
+    """The call ids of the last message's tool calls still waiting for their results (read
+    back from the end, so building a long history stays linear)."""
+    answered: set[str] = set()
+    for message in reversed(messages):
+        if message["role"] == "tool":
+            answered.add(message.get("tool_call_id", ""))
+        elif message["role"] == "assistant":
+            return [str(call.get("id")) for call in message.get("tool_calls", [])
+                    if call.get("id") not in answered]
+        else:
+            return []
+    return []
+
+
+def _missing_results(pending: Sequence[str]) -> list[ChatMessage]:
+    return [{"role": "tool", "tool_call_id": call_id, "content": MISSING_RESULT}
+            for call_id in pending]
+
+
+def _first_whole(turns: Sequence[Turn]) -> int:
+    """Where the history may start: not inside a tool round whose question was left out (a
+    tool call or result first), but at the next question."""
+    first = turns[0] if turns else None
+    if first is None or not (first.role is Role.TOOL or first.tool_calls):
+        return 0
+    return next((i for i, t in enumerate(turns) if t.role is Role.USER), len(turns))
 
 
 def _user_content(

@@ -1,18 +1,20 @@
-"""Opening the database engine and applying Alembic migrations to it."""
+"""Opening the database engine and applying Alembic migrations to it (Alembic is loaded
+only when there is a migration to apply)."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import migrations
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +48,39 @@ def create_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) ->
 
 def alembic_config() -> Config:
     """The Alembic configuration pointing at this project's migrations package."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(Path(migrations.__file__).parent))
     return config
 
 
+def newest_revision() -> str:
+    """The newest migration's revision, read from the file names in migrations/versions (each
+    begins with its revision: `0003_....py` is "0003"; a test checks it is Alembic's head)."""
+    versions = Path(migrations.__file__).parent / "versions"
+    return max(path.name.split("_", 1)[0] for path in versions.glob("[0-9]*_*.py"))
+
+
+async def schema_revisions(engine: AsyncEngine) -> set[str]:
+    """The revisions the database is at (empty: never migrated)."""
+    async with engine.connect() as connection:
+        if not await connection.run_sync(lambda sync: inspect(sync).has_table("alembic_version")):
+            return set()
+        rows = await connection.execute(text("SELECT version_num FROM alembic_version"))
+        return {str(row[0]) for row in rows}
+
+
 async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
-    """Bring the schema up to `revision` (the newest by default), one process at a time."""
+    """Bring the schema up to `revision` (the newest by default), one process at a time; a
+    database already at the newest revision is left alone without loading Alembic."""
+    if revision == "head" and await schema_revisions(engine) == {newest_revision()}:
+        log.info("database schema is at %s", newest_revision())
+        return
 
     def upgrade(connection: Connection) -> None:
+        from alembic import command
+
         config = alembic_config()
         config.attributes["connection"] = connection
         command.upgrade(config, revision)

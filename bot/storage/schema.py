@@ -58,7 +58,11 @@ class ConversationRow(Base):
 
 
 class TurnRow(Base):
-    """One message of a conversation; `parts` is the ordered list of text and image parts."""
+    """One message of a conversation; `parts` is the ordered list of text and image parts.
+
+    An assistant turn that called tools keeps the calls in `tool_calls`; a tool turn (role
+    "tool") is one call's result, naming the call in `tool_call_id`. `extra` holds the fields
+    of an assistant message the bot does not know (sent back to the API verbatim)."""
 
     __tablename__ = "turns"
     __table_args__ = (Index(None, "conversation_id", "id"),)
@@ -78,6 +82,9 @@ class TurnRow(Base):
     prompt_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     completion_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     reasoning_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    tool_call_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -119,7 +126,8 @@ class TurnImageRow(Base):
 
 
 class ChannelSettingsRow(Base):
-    """A channel's system prompt and model parameters."""
+    """A channel's system prompt, model parameters and tool switches (tool name or
+    `SERVER__*` to on/off)."""
 
     __tablename__ = "channel_settings"
 
@@ -128,6 +136,7 @@ class ChannelSettingsRow(Base):
     channel: Mapped[str] = mapped_column(String(64), primary_key=True)
     system_prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
     parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    tools: Mapped[dict[str, bool] | None] = mapped_column(JSON, nullable=True)
     updated_by: Mapped[str] = mapped_column(String(64), default="")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

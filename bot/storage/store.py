@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import json
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -25,13 +26,14 @@ from bot.conversation import (
     Part,
     Role,
     TextPart,
+    ToolCall,
     Turn,
     TurnStatus,
     Usage,
 )
 from bot.errors import StoreUnavailable
 from bot.model.parameters import ChannelSettings
-from bot.model.tokens import estimate_tokens
+from bot.model.tokens import CHARS_PER_TOKEN, estimate_tokens
 from bot.storage.schema import (
     ChannelSettingsRow,
     ConversationLeaseRow,
@@ -51,13 +53,17 @@ CONVERSATION_CACHE_SIZE = 10_000
 FIRST_HISTORY_PAGE = 32
 """Turns read by the first query walking a conversation back from its newest turn; each
 further query reads twice as many."""
+TRIMMED_RESULT_CHARS = 1_000
+TRIMMED_RESULT_TOKENS = 320
+"""What an earlier tool result costs in the history budget when it has to be trimmed: its
+first TRIMMED_RESULT_CHARS characters and a note fit in TRIMMED_RESULT_TOKENS."""
 
 TURNS = cast(Table, TurnRow.__table__)
 INSERT_TURN = insert(TURNS).returning(TURNS.c.id)
 INSERT_USAGE = insert(cast(Table, UsageRow.__table__))
 USAGE_TOKENS = UsageRow.prompt_tokens + UsageRow.completion_tokens
 NEWEST_TURNS = (
-    select(TURNS.c.id, TURNS.c.tokens)
+    select(TURNS.c.id, TURNS.c.tokens, TURNS.c.role)
     .where(TURNS.c.conversation_id == bindparam("conversation"),
            TURNS.c.id < bindparam("before"))
     .order_by(TURNS.c.id.desc())
@@ -71,7 +77,7 @@ TURNS_FROM = (
 )
 SETTINGS = cast(Table, ChannelSettingsRow.__table__)
 LEASES = cast(Table, ConversationLeaseRow.__table__)
-SELECT_SETTINGS = select(SETTINGS.c.system_prompt, SETTINGS.c.parameters).where(
+SELECT_SETTINGS = select(SETTINGS.c.system_prompt, SETTINGS.c.parameters, SETTINGS.c.tools).where(
     SETTINGS.c.platform == bindparam("platform"),
     SETTINGS.c.workspace == bindparam("workspace"),
     SETTINGS.c.channel == bindparam("channel"),
@@ -317,6 +323,8 @@ class Store:
     ) -> list[Turn]:
         """The newest whole turns whose estimated tokens fit `token_budget`, oldest first.
 
+        Tool results are trimmed before turns are left out: each counts at most
+        TRIMMED_RESULT_TOKENS, and the budget left over restores the newest ones to whole.
         Only the newest `max_images` images carry their bytes; older image parts, and images
         the API refused, come back with `data=None` for the request builder to leave out.
         """
@@ -330,7 +338,8 @@ class Store:
         self, connection: AsyncConnection, conversation_id: int, token_budget: int,
         max_images: int,
     ) -> list[Turn]:
-        first_id = await self._first_turn_within(connection, conversation_id, token_budget)
+        first_id, spent = await self._first_turn_within(connection, conversation_id,
+                                                        token_budget)
         if first_id is None:
             return []
         rows = (
@@ -346,14 +355,16 @@ class Store:
                 .where(ImageRow.sha256.in_(wanted), ImageRow.refused.is_(False))
             )
             images = {sha: data for sha, data in found.all()}
-        return [_turn_from_row(row, images) for row in rows]
+        whole = _whole_tool_results(rows, token_budget - spent)
+        return [_turn_from_row(row, images, trimmed=row.role == Role.TOOL and row.id not in whole)
+                for row in rows]
 
     async def _first_turn_within(
         self, connection: AsyncConnection, conversation_id: int, token_budget: int
-    ) -> int | None:
-        """The oldest turn id of the newest run of turns that fits the budget: read newest
-        first, a page at a time, stopping at the budget (so a long conversation costs what a
-        short one does)."""
+    ) -> tuple[int | None, int]:
+        """The oldest turn id of the newest run of turns that fits the budget (tool results
+        counted trimmed), and the tokens they cost: read newest first, a page at a time,
+        stopping at the budget (so a long conversation costs what a short one does)."""
         first: int | None = None
         spent = 0
         before = 2**62
@@ -362,13 +373,14 @@ class Store:
             page = (await connection.execute(
                 NEWEST_TURNS, {"conversation": conversation_id, "before": before, "page": size}
             )).all()
-            for turn_id, tokens in page:
-                spent += tokens
-                if spent > token_budget:
-                    return first
+            for turn_id, tokens, role in page:
+                cost = _history_cost(tokens, role)
+                if spent + cost > token_budget:
+                    return first, spent
+                spent += cost
                 first = turn_id
             if len(page) < size:
-                return first
+                return first, spent
             before = page[-1][0]
             size *= 2
 
@@ -442,7 +454,8 @@ class Store:
         row = (await connection.execute(SELECT_SETTINGS, _channel_columns(channel))).first()
         if row is None:
             return ChannelSettings()
-        return ChannelSettings(system_prompt=row[0], parameters=dict(row[1] or {}))
+        return ChannelSettings(system_prompt=row[0], parameters=dict(row[1] or {}),
+                               tools=dict(row[2] or {}))
 
     @_runs_to_completion
     async def save_channel_settings(
@@ -453,6 +466,7 @@ class Store:
             "system_prompt": (None if settings.system_prompt is None
                               else clean(settings.system_prompt)),
             "parameters": dict(settings.parameters),
+            "tools": dict(settings.tools) or None,
             "updated_by": bounded(updated_by, 64),
             "updated_at": utcnow(),
         }
@@ -631,14 +645,70 @@ def _turn_columns(turn: Turn) -> dict[str, Any]:
         "role": turn.role.value,
         "author_name": bounded(turn.author_name, 128),
         "parts": [_part_to_json(p) for p in turn.parts],
-        "tokens": estimate_tokens(turn.parts),
+        "tokens": _turn_tokens(turn),
         "status": turn.status.value,
         "error": None if turn.error is None else clean(turn.error),
         "model": None if turn.model is None else bounded(turn.model, 128),
         "prompt_tokens": usage.prompt_tokens if usage else None,
         "completion_tokens": usage.completion_tokens if usage else None,
         "reasoning_tokens": usage.reasoning_tokens if usage else None,
+        "tool_calls": [_call_to_json(c) for c in turn.tool_calls] or None,
+        "tool_call_id": None if turn.tool_call_id is None else clean(turn.tool_call_id)[:128],
+        "extra": _cleaned(dict(turn.extra)) or None,
     }
+
+
+def _turn_tokens(turn: Turn) -> int:
+    """A turn's estimated cost in a request: its parts, and the calls and fields sent with
+    an assistant message."""
+    sent_with = [_call_to_json(c) for c in turn.tool_calls], dict(turn.extra)
+    chars = len(json.dumps(sent_with)) if turn.tool_calls or turn.extra else 0
+    return estimate_tokens(turn.parts) + -(-chars // CHARS_PER_TOKEN)
+
+
+def _history_cost(tokens: int, role: str) -> int:
+    """What a stored turn costs in the history budget: a tool result no more than trimmed."""
+    return min(tokens, TRIMMED_RESULT_TOKENS) if role == Role.TOOL else tokens
+
+
+def _whole_tool_results(rows: Sequence[Any], spare: int) -> set[int]:
+    """The tool results, newest first, that the `spare` budget lets be sent whole."""
+    whole: set[int] = set()
+    for row in reversed(rows):
+        if row.role == Role.TOOL:
+            more = row.tokens - _history_cost(row.tokens, row.role)
+            if more <= spare:
+                spare -= more
+                whole.add(row.id)
+    return whole
+
+
+def _trimmed(text: str) -> str:
+    if len(text) <= TRIMMED_RESULT_CHARS:
+        return text
+    return (f"{text[:TRIMMED_RESULT_CHARS]}\n[trimmed: the result had {len(text):,} characters; "
+            "only its start is kept in the history]")
+
+
+def _call_to_json(call: ToolCall) -> dict[str, Any]:
+    return {"id": clean(call.id), "name": clean(call.name), "arguments": clean(call.arguments),
+            "extra": _cleaned(dict(call.extra))}
+
+
+def _call_from_json(data: dict[str, Any]) -> ToolCall:
+    return ToolCall(str(data.get("id", "")), str(data.get("name", "")),
+                    str(data.get("arguments", "")), dict(data.get("extra") or {}))
+
+
+def _cleaned(value: Any) -> Any:
+    """A JSON value without NUL characters in its strings (PostgreSQL refuses them)."""
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, dict):
+        return {clean(str(k)): _cleaned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cleaned(v) for v in value]
+    return value
 
 
 def _part_to_json(part: Part) -> dict[str, Any]:
@@ -656,12 +726,13 @@ def _newest_image_hashes(rows: Sequence[Any], limit: int) -> list[str]:
     return hashes
 
 
-def _turn_from_row(turn: Row[Any], images: dict[str, bytes]) -> Turn:
-    """A stored turn; images in `images` carry their bytes."""
+def _turn_from_row(turn: Row[Any], images: dict[str, bytes], *, trimmed: bool = False) -> Turn:
+    """A stored turn; images in `images` carry their bytes, and a `trimmed` tool result keeps
+    only its start."""
     parts: list[Part] = []
     for part in turn.parts:
         if part["type"] == "text":
-            parts.append(TextPart(part["text"]))
+            parts.append(TextPart(_trimmed(part["text"]) if trimmed else part["text"]))
         else:
             parts.append(
                 ImagePart(part["sha256"], part["mime_type"], images.get(part["sha256"]))
@@ -684,4 +755,7 @@ def _turn_from_row(turn: Row[Any], images: dict[str, bytes]) -> Turn:
         model=turn.model,
         status=TurnStatus(turn.status),
         error=turn.error,
+        tool_calls=tuple(_call_from_json(c) for c in turn.tool_calls or ()),
+        tool_call_id=turn.tool_call_id,
+        extra=dict(turn.extra or {}),
     )

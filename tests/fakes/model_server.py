@@ -50,6 +50,10 @@ OpenAI-compatible endpoint does) and, when ``include_usage`` was asked, carries
 ``"usage": null`` (as OpenAI does). The ``model`` field echoes the requested model.
 Non-streaming requests (``"stream"`` absent or false) get a ``chat.completion`` JSON
 body for ``Reply``; every other behaviour always answers as an event stream.
+
+``ToolCalls`` answers with function calls (see tests/fakes/tool_calls.py), and a request whose
+tool messages or thought signatures do not match what the fake gave gets a 400, as from the
+real API.
 """
 
 from __future__ import annotations
@@ -63,12 +67,14 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Self, TypeAlias
 
 from aiohttp import web
+
+from tests.fakes.tool_calls import FakeCall, SignatureBook, ToolCalls, encoded, tool_call_chunks
 
 MODEL = "gemini-3.1-flash-lite-preview"
 Endpoint: TypeAlias = Literal["direct", "api"]
@@ -298,7 +304,7 @@ class KeepAlive:
 
 Behaviour: TypeAlias = (
     Reply | Status | Cut | ErrorEvent | Hang | HangBeforeHeaders | HtmlPage | JsonPage
-    | NotJsonEvent | HugeDelta | LongLine | Endless | KeepAlive
+    | NotJsonEvent | HugeDelta | LongLine | Endless | KeepAlive | ToolCalls
 )
 
 
@@ -510,16 +516,21 @@ class _Stream:
 class FakeModelServer:
     """Fake OpenAI-compatible chat-completions server on 127.0.0.1 (see module doc).
 
-    ``api_key`` None disables the bearer check. ``long_answers`` makes the built-in
-    default answer ``echo: …`` followed by a ~600-word text (for benchmarks).
+    ``api_key`` None disables the bearer check; a request with another key gets 401, as
+    from the real API. ``long_answers`` makes the built-in default answer ``echo: …``
+    followed by a ~600-word text (for benchmarks). ``models``, when set, are the models the
+    API serves: a request for another gets 400 ``model_not_found`` (None: any model).
     """
 
-    def __init__(self, api_key: str | None = "test-key", *, long_answers: bool = False) -> None:
+    def __init__(self, api_key: str | None = "test-key", *, long_answers: bool = False,
+                 models: Collection[str] | None = None) -> None:
         self.api_key = api_key
         self.long_answers = long_answers
+        self.models = models
         self.default_answer: Callable[[dict[str, Any]], str] = self._builtin_answer
         self.requests: list[RecordedRequest] = []
         self.hangups: list[Endpoint] = []
+        self.signatures = SignatureBook()
         self._stopping = False
         self._queues: dict[Endpoint, deque[Behaviour]] = {e: deque() for e in ENDPOINTS}
         self._runner: web.AppRunner | None = None
@@ -674,6 +685,11 @@ class FakeModelServer:
         if not isinstance(parsed, dict) or not isinstance(body.get("messages"), list):
             message = "Request body must be JSON with a 'messages' list."
             return self._status(Status(400, message), request)
+        if self.models is not None and body.get("model") not in self.models:
+            message = f"The model {body.get('model')!r} does not exist or is not available."
+            return self._status(Status(400, message, error_code="model_not_found"), request)
+        if (problem := self.signatures.problem(body)) is not None:
+            return self._status(Status(400, problem), request)
 
         behaviour: Behaviour = queue.popleft() if queue else Reply()
         match behaviour:
@@ -681,6 +697,12 @@ class FakeModelServer:
                 return self._status(behaviour, request)
             case Reply():
                 return await self._reply(request, body, behaviour)
+            case ToolCalls():
+                stream = await self._open_stream(request, body)
+                chunks = tool_call_chunks(stream, behaviour, self.signatures)
+                await stream.write_events([*map(encoded, chunks), _sse("[DONE]")])
+                await stream.resp.write_eof()
+                return stream.resp
             case Cut():
                 return await self._cut(request, body, behaviour)
             case ErrorEvent():
@@ -891,6 +913,7 @@ __all__ = [
     "Endless",
     "Endpoint",
     "ErrorEvent",
+    "FakeCall",
     "FakeModelServer",
     "Hang",
     "HangBeforeHeaders",
@@ -904,6 +927,7 @@ __all__ = [
     "Reply",
     "Slow",
     "Status",
+    "ToolCalls",
     "echo_answer",
     "last_user_text",
     "message_text",

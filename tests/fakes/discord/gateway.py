@@ -1,5 +1,6 @@
 """Discord's gateway websocket: HELLO and heartbeats, IDENTIFY answered with READY and
-GUILD_CREATE, then events sent to every identified connection as its intents allow."""
+GUILD_CREATE, then events sent to every identified connection as its intents and its shard
+allow."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tests.fakes.discord.models import API_VERSION, JSON, Intent
-from tests.fakes.discord.payloads import APPLICATION_FLAGS, guild_payload, me_payload
+from tests.fakes.discord.models import API_VERSION, JSON, Intent, shard_of
+from tests.fakes.discord.payloads import application_flags, guild_payload, me_payload
 from tests.fakes.discord.state import DiscordState
 from tests.fakes.discord.wire import dumps
 
@@ -27,6 +28,7 @@ class _Connection:
     ws: web.WebSocketResponse
     compress: bool
     intents: int | None = None  # set once IDENTIFY is answered
+    shard: tuple[int, int] | None = None  # (id, count) from IDENTIFY; None: every event
     seq: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     zlib: Any = None
@@ -57,8 +59,10 @@ class Gateway:
 
     An IDENTIFY with a wrong token is closed with 4004, one asking for MESSAGE_CONTENT with
     4014 when ``message_content_allowed`` is false (the privileged intent is off in the
-    Developer Portal). Without MESSAGE_CONTENT, guild messages arrive with empty content unless
-    they mention the bot or are its own, as on Discord. Resuming is not implemented.
+    Developer Portal), one with an impossible ``shard`` with 4010. A sharded connection gets
+    the guilds whose ``(guild_id >> 22) % count`` is its shard id, and DMs on shard 0 only.
+    Without MESSAGE_CONTENT, guild messages arrive with empty content unless they mention the
+    bot or are its own, as on Discord. Resuming is not implemented.
     """
 
     def __init__(self, state: DiscordState, *, token: str, message_content_allowed: bool
@@ -111,14 +115,23 @@ class Gateway:
         if not self.message_content_allowed and intents & Intent.MESSAGE_CONTENT:
             await conn.close(4014, b"Disallowed intent(s).")
             return
+        shard = d.get("shard")
+        if shard is not None:
+            if (not isinstance(shard, list) or len(shard) != 2
+                    or not 0 <= int(shard[0]) < int(shard[1])):
+                await conn.close(4010, b"Invalid shard.")
+                return
+            conn.shard = (int(shard[0]), int(shard[1]))
+        guild_ids = [g for g in self.state.guild_names if self._serves(conn, {"guild_id": g})]
         ready: JSON = {
             "v": API_VERSION,
             "user": me_payload(self.state),
-            "guilds": [{"id": str(self.state.guild_id), "unavailable": True}],
+            "guilds": [{"id": str(g), "unavailable": True} for g in guild_ids],
             "session_id": secrets.token_hex(16),
             "session_type": "normal",
             "resume_gateway_url": f"ws://{request.host}{request.path}",
-            "application": {"id": str(self.state.application_id), "flags": APPLICATION_FLAGS},
+            "application": {"id": str(self.state.application_id),
+                            "flags": application_flags(self.message_content_allowed)},
             "private_channels": [],
             "relationships": [],
             "presences": [],
@@ -128,22 +141,37 @@ class Gateway:
             "auth": {},
             "_trace": TRACE,
         }
-        if d.get("shard") is not None:
-            ready["shard"] = d["shard"]
+        if shard is not None:
+            ready["shard"] = shard
         await conn.send_event("READY", ready)
         # GUILD_CREATE comes whatever the intents, as on Discord when a client connects.
-        await conn.send_event("GUILD_CREATE", guild_payload(self.state))
+        for guild_id in guild_ids:
+            await conn.send_event("GUILD_CREATE", guild_payload(self.state, guild_id))
         conn.intents = intents
         self.state.identifies.append({k: v for k, v in d.items() if k != "token"})
 
     async def dispatch(self, event: str, data: JSON) -> None:
-        """Send an event to every identified connection whose intents let it through."""
+        """Send an event to every identified connection whose shard and intents let it
+        through (a GUILD_CREATE is routed by the guild's ``id``)."""
+        routed = {"guild_id": data.get("id")} if event == "GUILD_CREATE" else data
         for conn in list(self._connections):
-            if conn.intents is None or (seen := self._as_seen(conn.intents, event, data)) is None:
+            if conn.intents is None or not self._serves(conn, routed):
+                continue
+            if (seen := self._as_seen(conn.intents, event, data)) is None:
                 continue
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await conn.send_event(event, seen)
         self.state.notify()
+
+    @staticmethod
+    def _serves(conn: _Connection, data: JSON) -> bool:
+        """Whether ``conn``'s shard gets an event: a guild's go to the guild's shard, the rest
+        (DMs) to shard 0."""
+        if conn.shard is None:
+            return True
+        shard_id, count = conn.shard
+        guild_id = data.get("guild_id")
+        return shard_of(int(guild_id), count) == shard_id if guild_id else shard_id == 0
 
     def _as_seen(self, intents: int, event: str, data: JSON) -> JSON | None:
         """What a connection with ``intents`` receives of ``event`` (``None``: nothing)."""

@@ -64,6 +64,11 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def shard_of(guild_id: int, shard_count: int) -> int:
+    """The shard Discord sends a guild's events to (a DM's go to shard 0)."""
+    return (guild_id >> 22) % shard_count
+
+
 @dataclass
 class FakeUser:
     """A Discord user, a member of the guild; ``roles`` are role ids (without @everyone)."""

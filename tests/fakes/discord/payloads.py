@@ -7,7 +7,15 @@ import copy
 from tests.fakes.discord.models import JSON, THREAD_TYPES
 from tests.fakes.discord.state import DiscordState
 
-APPLICATION_FLAGS = (1 << 19) | (1 << 15)  # GATEWAY_MESSAGE_CONTENT(_LIMITED)
+GATEWAY_GUILD_MEMBERS_LIMITED = 1 << 15
+GATEWAY_MESSAGE_CONTENT_LIMITED = 1 << 19
+"""The Message Content intent switched on in the Developer Portal (a bot in under 100 servers)."""
+
+
+def application_flags(message_content: bool) -> int:
+    """The application's flags: the Server Members intent, and Message Content if it is on."""
+    return GATEWAY_GUILD_MEMBERS_LIMITED | (GATEWAY_MESSAGE_CONTENT_LIMITED if message_content
+                                            else 0)
 
 
 def me_payload(state: DiscordState) -> JSON:
@@ -21,8 +29,8 @@ def me_payload(state: DiscordState) -> JSON:
     }
 
 
-def application_payload(state: DiscordState) -> JSON:
-    """``GET /oauth2/applications/@me``."""
+def application_payload(state: DiscordState, *, message_content: bool) -> JSON:
+    """``GET /oauth2/applications/@me`` (``message_content``: whether the intent is on)."""
     return {
         "id": str(state.application_id),
         "name": state.bot_user.username,
@@ -33,7 +41,7 @@ def application_payload(state: DiscordState) -> JSON:
         "bot_public": True,
         "bot_require_code_grant": False,
         "verify_key": "0" * 64,
-        "flags": APPLICATION_FLAGS,
+        "flags": application_flags(message_content),
         "owner": state.owner_user.payload(),
         "team": None,
         "bot": state.bot_user.payload(),
@@ -45,13 +53,16 @@ def application_payload(state: DiscordState) -> JSON:
     }
 
 
-def guild_payload(state: DiscordState) -> JSON:
-    """The gateway's GUILD_CREATE: the guild with its members, channels and active threads."""
+def guild_payload(state: DiscordState, guild_id: int | None = None) -> JSON:
+    """The gateway's GUILD_CREATE: the guild (by default the first) with its members,
+    channels and active threads."""
+    gid = guild_id or state.guild_id
     members = list(state.users.values())
-    channels = [c for c in state.channels.values() if "guild_id" in c]
+    channels = [c for c in state.channels.values() if c.get("guild_id") == str(gid)]
+    everyone_roles = set(state.guild_names) - {gid}  # every other guild's @everyone
     return {
-        "id": str(state.guild_id),
-        "name": state.guild_name,
+        "id": str(gid),
+        "name": state.guild_names[gid],
         "icon": None,
         "splash": None,
         "discovery_splash": None,
@@ -69,14 +80,14 @@ def guild_payload(state: DiscordState) -> JSON:
         "premium_subscription_count": 0,
         "premium_progress_bar_enabled": False,
         "preferred_locale": "en-US",
-        "system_channel_id": str(state.text_channel_id),
+        "system_channel_id": str(state.text_channel_id) if gid == state.guild_id else None,
         "system_channel_flags": 0,
         "rules_channel_id": None,
         "public_updates_channel_id": None,
         "safety_alerts_channel_id": None,
         "vanity_url_code": None,
         "features": [],
-        "roles": [r.payload() for r in state.roles.values()],
+        "roles": [r.payload() for r in state.roles.values() if r.id not in everyone_roles],
         "emojis": [],
         "stickers": [],
         "unavailable": False,

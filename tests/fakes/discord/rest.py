@@ -1,4 +1,5 @@
-"""The REST routes the bot uses (login, command sync, messages, typing, threads), as a table."""
+"""The REST routes the bot uses (login, the gateway, command sync, messages and channel
+history, typing, threads), as a table."""
 
 from __future__ import annotations
 
@@ -15,20 +16,34 @@ from tests.fakes.discord.wire import ApiError, form_error, json_response, route
 if TYPE_CHECKING:
     from tests.fakes.discord.server import FakeDiscord
 
+DISCORD_GATEWAY = "wss://gateway.discord.gg"
+
 
 async def get_me(fake: FakeDiscord, call: Call) -> web.StreamResponse:
     return json_response(me_payload(fake))
 
 
 async def get_application(fake: FakeDiscord, call: Call) -> web.StreamResponse:
-    return json_response(application_payload(fake))
+    return json_response(
+        application_payload(fake, message_content=fake.gateway.message_content_allowed))
+
+
+async def get_gateway_bot(fake: FakeDiscord, call: Call) -> web.StreamResponse:
+    """The recommended shard count, and Discord's own gateway URL (as Discord answers: a bot
+    pointed at another gateway must not take this one)."""
+    return json_response({
+        "url": DISCORD_GATEWAY,
+        "shards": fake.recommended_shards,
+        "session_start_limit": {"total": 1000, "remaining": 1000, "reset_after": 0,
+                                "max_concurrency": 1},
+    })
 
 
 async def put_commands(
     fake: FakeDiscord, call: Call, app: str, gid: str | None = None
 ) -> web.StreamResponse:
     """Replace the global (or the guild's) application commands; ids survive a re-sync."""
-    if int(app) != fake.application_id or (gid is not None and int(gid) != fake.guild_id):
+    if int(app) != fake.application_id or (gid is not None and int(gid) not in fake.guild_names):
         raise ApiError(403, "Missing Access", 50001)
     if not isinstance(call.json, list):
         raise form_error("_root", "LIST_TYPE_CONVERT", "Only iterables may be used in a ListType")
@@ -85,6 +100,24 @@ async def create_message(fake: FakeDiscord, call: Call, cid: str) -> web.StreamR
     return json_response(render(fake, msg, gateway=False))
 
 
+async def channel_history(fake: FakeDiscord, call: Call, cid: str) -> web.StreamResponse:
+    """The latest messages of a channel or thread, newest first (``limit`` 1 to 100, default
+    50, ``before`` a message id); needs VIEW_CHANNEL and READ_MESSAGE_HISTORY outside DMs."""
+    channel_id = int(cid)
+    ch = fake.channel(cid)
+    if ch["type"] not in DM_TYPES:
+        fake.require(channel_id, Perm.VIEW_CHANNEL)
+        fake.require(channel_id, Perm.READ_MESSAGE_HISTORY)
+    limit = int(call.query.get("limit", "50"))
+    if not 1 <= limit <= 100:
+        raise form_error("limit", "NUMBER_TYPE_MAX", "int value should be between 1 and 100.")
+    ids = fake.channel_messages.get(channel_id, [])
+    if "before" in call.query:
+        ids = [m for m in ids if m < int(call.query["before"])]
+    newest = list(reversed(ids))[:limit]
+    return json_response([render(fake, fake.messages[m], gateway=False) for m in newest])
+
+
 async def edit_message(fake: FakeDiscord, call: Call, cid: str, mid: str) -> web.StreamResponse:
     """Edit one of the bot's messages, within the per-channel edit rate limit."""
     fake.channel(cid)
@@ -131,10 +164,12 @@ async def start_thread(fake: FakeDiscord, call: Call, cid: str, mid: str) -> web
 ROUTES = [
     route("GET", "/users/@me", get_me),
     route("GET", "/oauth2/applications/@me", get_application),
+    route("GET", "/gateway/bot", get_gateway_bot),
     route("PUT", "/applications/{app}/commands", put_commands),
     route("PUT", "/applications/{app}/guilds/{gid}/commands", put_commands),
     route("GET", "/channels/{cid}", get_channel),
     route("POST", "/channels/{cid}/messages", create_message),
+    route("GET", "/channels/{cid}/messages", channel_history),
     route("PATCH", "/channels/{cid}/messages/{mid}", edit_message),
     route("POST", "/channels/{cid}/typing", typing),
     route("POST", "/channels/{cid}/messages/{mid}/threads", start_thread),

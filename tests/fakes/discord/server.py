@@ -23,7 +23,7 @@ from tests.fakes.discord.models import (
     FakeUser,
     InteractionResponse,
 )
-from tests.fakes.discord.payloads import render
+from tests.fakes.discord.payloads import guild_payload, render
 from tests.fakes.discord.ratelimits import RateLimits
 from tests.fakes.discord.state import DiscordState
 from tests.fakes.discord.wire import ApiError, Route, json_response
@@ -53,8 +53,11 @@ class FakeDiscord(DiscordState):
         interaction_ack_timeout: an interaction answered later than this many seconds gets
             ``404 Unknown interaction``, as on Discord (3 s). ``None``: no deadline.
         clock: the monotonic clock that deadline is measured with (tests pass a virtual one).
+        recommended_shards: the shard count ``GET /gateway/bot`` recommends (the gateway
+            routes events by the shard each connection identified with).
         message_content_allowed: ``False`` closes an IDENTIFY asking for MESSAGE_CONTENT with
-            4014, as when the privileged intent is not enabled for the bot.
+            4014 and leaves the intent out of the application's flags, as when the privileged
+            intent is not enabled for the bot.
     """
 
     def __init__(
@@ -67,9 +70,11 @@ class FakeDiscord(DiscordState):
         interaction_ack_timeout: float | None = 3.0,
         clock: Callable[[], float] = time.monotonic,
         message_content_allowed: bool = True,
+        recommended_shards: int = 1,
     ) -> None:
         super().__init__(clock=clock)
         self.token = token
+        self.recommended_shards = recommended_shards
         self.interaction_ack_timeout = interaction_ack_timeout
         self.edit_limits = RateLimits(
             self, limit=edit_limit, window=edit_window, headers=ratelimit_headers
@@ -256,6 +261,14 @@ class FakeDiscord(DiscordState):
             await self.gateway.dispatch(event, render(self, msg, gateway=True))
 
     # ------------------------------------------------------------------ what people do
+
+    async def add_guild(self, name: str, *, shard: tuple[int, int] | None = None
+                        ) -> tuple[int, int]:
+        """Add the bot to another guild, on shard ``(id, count)`` when given (GUILD_CREATE to
+        the connections that serve it); returns the guild's id and its ``general`` channel's."""
+        guild_id, channel_id = self._add_guild(name, shard)
+        await self.gateway.dispatch("GUILD_CREATE", guild_payload(self, guild_id))
+        return guild_id, channel_id
 
     async def add_channel(self, name: str) -> int:
         """Add a text channel under the category (CHANNEL_CREATE to connected clients)."""

@@ -24,6 +24,7 @@ from tests.fakes.discord.models import (
     Perm,
     RateLimitHit,
     now_iso,
+    shard_of,
 )
 from tests.fakes.discord.wire import ApiError
 
@@ -33,7 +34,10 @@ BOT_NAME = "GeminiBot"
 
 class DiscordState:
     """One guild: the bot, its owner, an admin, a plain member and another bot; a category
-    with the text channel ``general``; a DM with the plain member. Ids are real snowflakes."""
+    with the text channel ``general``; a DM with the plain member. Ids are real snowflakes.
+
+    ``add_guild`` adds more guilds (for sharding): the same people and roles, each guild with
+    its own @everyone role and a ``general`` channel."""
 
     def __init__(self, *, clock: Callable[[], float]) -> None:
         self.clock = clock
@@ -63,6 +67,7 @@ class DiscordState:
         self.application_id = self.next_id()
         self.guild_id = self.next_id()
         self.guild_name = "Fake Guild"
+        self.guild_names: dict[int, str] = {self.guild_id: self.guild_name}
         self.bot_user = self.add_user(BOT_NAME, bot=True, user_id=self.application_id)
         self.owner_user = self.add_user("guild-owner")
         self.admin_user = self.add_user("alice-admin")
@@ -143,14 +148,17 @@ class DiscordState:
         self.roles[rid] = FakeRole(rid, name, permissions, len(self.roles), bot_id)
         return rid
 
-    def _add_channel(self, name: str, *, type: int = 0, parent_id: int | None = None) -> int:
+    def _add_channel(self, name: str, *, type: int = 0, parent_id: int | None = None,
+                     guild_id: int | None = None) -> int:
         cid = self.next_id()
+        gid = guild_id or self.guild_id
         self.channels[cid] = {
             "id": str(cid),
             "type": type,
-            "guild_id": str(self.guild_id),
+            "guild_id": str(gid),
             "name": name,
-            "position": sum(1 for c in self.channels.values() if "position" in c),
+            "position": sum(1 for c in self.channels.values()
+                            if "position" in c and c["guild_id"] == str(gid)),
             "parent_id": str(parent_id) if parent_id else None,
             "topic": None,
             "nsfw": False,
@@ -162,6 +170,18 @@ class DiscordState:
         }
         self.channel_messages[cid] = []
         return cid
+
+    def _add_guild(self, name: str, shard: tuple[int, int] | None) -> tuple[int, int]:
+        """A guild (on shard ``(id, count)`` when given) with its @everyone role and a
+        ``general`` channel; returns their ids."""
+        gid = self.next_id()
+        if shard is not None:
+            while shard_of(gid, shard[1]) != shard[0]:
+                gid = ((gid >> 22) + 1) << 22  # the next millisecond's first id
+            self._last_id = gid
+        self.guild_names[gid] = name
+        self.roles[gid] = FakeRole(gid, "@everyone", Perm.EVERYONE_DEFAULT)
+        return gid, self._add_channel("general", guild_id=gid)
 
     def _set_overwrite(self, channel_id: int, target_id: int, allow: int, deny: int) -> JSON:
         """A role's permission overwrite on a channel (``target_id`` is a role id)."""
@@ -278,11 +298,11 @@ class DiscordState:
 
     # ------------------------------------------------------------------ permissions
 
-    def base_permissions(self, user: FakeUser | int) -> int:
+    def base_permissions(self, user: FakeUser | int, guild_id: int | None = None) -> int:
         u = self.user(user)
         if u.id == self.owner_user.id:
             return Perm.ALL
-        perms = self.roles[self.everyone_role_id].permissions
+        perms = self.roles[guild_id or self.everyone_role_id].permissions
         for rid in u.roles:
             if rid in self.roles:
                 perms |= self.roles[rid].permissions
@@ -296,11 +316,12 @@ class DiscordState:
         if ch["type"] in THREAD_TYPES:
             ch = self.channel(ch["parent_id"])
         u = self.user(user)
-        perms = self.base_permissions(u)
+        everyone = int(ch["guild_id"])  # the @everyone role has the guild's id
+        perms = self.base_permissions(u, everyone)
         if perms == Perm.ALL:
             return perms
         ows = {int(o["id"]): o for o in ch.get("permission_overwrites", [])}
-        if (ow := ows.get(self.everyone_role_id)) is not None:
+        if (ow := ows.get(everyone)) is not None:
             perms = (perms & ~int(ow["deny"])) | int(ow["allow"])
         allow = deny = 0
         for rid in u.roles:

@@ -4,15 +4,20 @@ file host, ``response_url``, and signed HTTP-mode requests with Slack's 3-second
 
 It implements only what the bot uses and keeps Slack's rules where the bot depends on them:
 ``markdown_text`` at most 12,000 characters and never with ``text`` or ``blocks``, tokens
-by kind, ``chat.update`` rate limits with ``Retry-After``, streams that need a recipient
-outside DMs, a sign-in page for unauthenticated downloads. Everything is recorded (``calls``,
-``texts()``, ``streams``, ``downloads``, ``responses``, ``envelopes``, ``missed_acks`` ...).
+by kind and their scopes, each method's rate-limit tier per workspace (429 with
+``Retry-After``), streams that need a recipient outside DMs, expire when idle or old and
+cannot be updated while they stream, the events and behaviour of the app's manifest (agent
+or assistant view), a sign-in page for unauthenticated downloads. Everything is recorded
+(``calls``, ``texts()``, ``streams``, ``downloads``, ``responses``, ``envelopes``,
+``missed_acks`` ...).
 
-Modules: ``workspace`` (ids, tokens, limits), ``records``, ``state`` (the workspace and what
-people do in it), ``payloads`` (event and command payloads, signing), ``web_api`` (the method
-table), ``faults`` (injected errors, rate limits, holds), ``socket_mode`` and ``server``.
+Modules: ``workspace`` (ids, tokens, limits), ``manifest`` (the app as Slack reads it),
+``records``, ``state`` (the workspace and what people do in it), ``payloads`` (event and
+command payloads, signing), ``web_api`` (the method table, tiers and scopes), ``faults``
+(injected errors, rate limits, holds), ``socket_mode`` and ``server``.
 """
 
+from tests.fakes.slack.manifest import AppManifest
 from tests.fakes.slack.payloads import (
     event_callback_body,
     event_callback_payload,
@@ -29,7 +34,7 @@ from tests.fakes.slack.records import (
     StoredMessage,
     Stream,
 )
-from tests.fakes.slack.server import SIGN_IN_PAGE, FakeSlack
+from tests.fakes.slack.server import SIGN_IN_PAGE, FakeSlack, NotSubscribed
 from tests.fakes.slack.workspace import (
     ACK_DEADLINE,
     ADMIN_USER_ID,
@@ -60,9 +65,11 @@ __all__ = [
     "SIGN_IN_PAGE",
     "TEAM_ID",
     "ApiCall",
+    "AppManifest",
     "Download",
     "Envelope",
     "FakeSlack",
+    "NotSubscribed",
     "PostedResponse",
     "SocketConnection",
     "StoredMessage",

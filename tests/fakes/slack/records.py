@@ -44,6 +44,8 @@ class Stream:
     state: str = "streaming"  # "streaming" | "stopped" | "expired"
     pieces: list[str] = field(default_factory=list)  # markdown appended, in order
     requests: list[tuple[str, JSONDict]] = field(default_factory=list)  # (method, params)
+    started_at: float = 0.0  # the fake's clock at chat.startStream
+    last_active: float = 0.0  # ... at the last call that reached the stream
 
     @property
     def text(self) -> str:

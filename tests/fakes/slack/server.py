@@ -14,6 +14,7 @@ from aiohttp import ClientSession, web
 from slack_sdk.web.async_client import AsyncWebClient
 
 from tests.fakes.slack.faults import Faults
+from tests.fakes.slack.manifest import AppManifest
 from tests.fakes.slack.payloads import (
     event_callback_body,
     event_callback_payload,
@@ -31,7 +32,15 @@ from tests.fakes.slack.records import (
 )
 from tests.fakes.slack.socket_mode import SocketMode
 from tests.fakes.slack.state import SlackState
-from tests.fakes.slack.web_api import METHODS, bearer, read_params
+from tests.fakes.slack.web_api import (
+    METHODS,
+    TIERS,
+    bearer,
+    check_scope,
+    manifest_bot_scopes,
+    read_params,
+    scope_headers,
+)
 from tests.fakes.slack.workspace import (
     DEFAULT_APP_TOKEN,
     DEFAULT_BOT_TOKEN,
@@ -48,6 +57,10 @@ SIGN_IN_PAGE = (
     '<button type="submit">Sign in</button></form></body></html>'
 )
 """What Slack answers a ``url_private`` download without a valid bot token."""
+
+
+class NotSubscribed(AssertionError):
+    """A test asked the fake to deliver an event Slack would not send to this app."""
 
 
 class FakeSlack(SlackState):
@@ -67,9 +80,18 @@ class FakeSlack(SlackState):
         signing_secret: signs the HTTP-mode requests (``event_request`` ...).
         update_limit / update_window: ``chat.update`` calls allowed per window (Slack: Tier 3,
             about 50 a minute); ``None`` disables the limit.
-        retry_after: ``Retry-After`` seconds of a 429 (default: until the oldest call leaves
-            the window).
-        clock: the monotonic clock of the 3-second ack deadline (tests pass a virtual one).
+        tier_window: the window of every other method's tier limit (``web_api.TIERS``):
+            Tier 2 takes 20 calls in it, Tier 3 50 and Tier 4 100, each after a small burst.
+            Slack's is a minute; tests shrink it to run fast.
+        retry_after: ``Retry-After`` seconds of a 429 (default: until the next call would be
+            allowed).
+        stream_idle_timeout / stream_max_age: seconds after which Slack ends a stream that
+            had no call / that started (both undocumented; streams end after about five
+            minutes in practice); afterwards its calls get ``message_not_in_streaming_state``.
+        manifest: the app as created from a manifest (default: the repository's,
+            adapters/slack_bot/manifest.yml): its view, events and scopes.
+        clock: the monotonic clock of the 3-second ack deadline, the rate limits and stream
+            expiry (tests pass a virtual one).
     """
 
     def __init__(
@@ -80,15 +102,22 @@ class FakeSlack(SlackState):
         signing_secret: str = DEFAULT_SIGNING_SECRET,
         update_limit: int | None = 50,
         update_window: float = 60.0,
+        tier_window: float = 60.0,
         retry_after: int | None = None,
+        stream_idle_timeout: float = 120.0,
+        stream_max_age: float = 300.0,
+        manifest: AppManifest | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(clock=clock)
+        super().__init__(clock=clock, stream_idle_timeout=stream_idle_timeout,
+                         stream_max_age=stream_max_age)
         self.bot_token = bot_token
         self.app_token = app_token
         self.signing_secret = signing_secret
+        self.manifest = manifest or AppManifest.load()
+        self.bot_scopes = manifest_bot_scopes()  # granted to bot_token; tests take some away
         limits = {} if update_limit is None else {"chat.update": (update_limit, update_window)}
-        self.faults = Faults(self, limits, retry_after)
+        self.faults = Faults(self, limits, retry_after, dict(TIERS), tier_window)
         self.socket_mode = SocketMode(self)
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -176,7 +205,7 @@ class FakeSlack(SlackState):
             if params.get("_invalid_body") is True:
                 raise SlackError("invalid_json")
             call.response = {"ok": True, **self._answer(method, params, token)}
-            response = web.json_response(call.response)
+            response = web.json_response(call.response, headers=scope_headers(self, token))
         except SlackError as err:
             call.status = err.status
             call.response = {"ok": False, "error": err.error, **err.extra}
@@ -194,7 +223,9 @@ class FakeSlack(SlackState):
             raise SlackError("invalid_auth")
         if token != (self.app_token if kind == "app" else self.bot_token):
             raise SlackError("not_allowed_token_type")
-        self.faults.check(method)
+        if kind == "bot":
+            check_scope(self, method)
+        self.faults.check(method, self.team_id)
         return handler(self, params)
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
@@ -255,9 +286,16 @@ class FakeSlack(SlackState):
         """The newest open Socket Mode connection, once there is one."""
         return await self.socket_mode.wait_connected(timeout)
 
+    def sends(self, event: Mapping[str, Any]) -> None:
+        """Check that Slack would send ``event`` to this app (its manifest subscribes to it)."""
+        refusal = self.manifest.refusal(event)
+        if refusal is not None:
+            raise NotSubscribed(f"Slack sends no {event.get('type')} event to this app: {refusal}")
+
     async def push_event(self, event: Mapping[str, Any], *, event_id: str | None = None) -> str:
         """Push an ``events_api`` envelope (``retry_attempt`` 0, as Slack sends a first try);
-        return its envelope_id."""
+        return its envelope_id. Only events the app's manifest subscribes to (``sends``)."""
+        self.sends(event)
         payload = event_callback_payload(event, event_id=event_id)
         return await self.socket_mode.push(
             "events_api", payload, accepts_response_payload=False, retry_attempt=0
@@ -302,7 +340,9 @@ class FakeSlack(SlackState):
         retry_num: int | None = None,
         signing_secret: str | None = None,
     ) -> tuple[str, dict[str, str]]:
-        """``(body, headers)`` of a signed Events API POST carrying ``event``."""
+        """``(body, headers)`` of a signed Events API POST carrying ``event``; only for events
+        the app's manifest subscribes to (``sends``)."""
+        self.sends(event)
         body = event_callback_body(event, event_id=event_id)
         headers = signed_headers(body, signing_secret or self.signing_secret, retry_num=retry_num)
         return body, headers

@@ -41,8 +41,11 @@ class SlackState:
     """Workspace ``T1``: the bot ``UBOT``/``BBOT``, an admin, the owner and a plain member;
     channels ``C1`` general, ``C2`` random, ``G1`` (private) and a DM with each person."""
 
-    def __init__(self, *, clock: Callable[[], float]) -> None:
+    def __init__(self, *, clock: Callable[[], float], stream_idle_timeout: float,
+                 stream_max_age: float) -> None:
         self.clock = clock
+        self.stream_idle_timeout = stream_idle_timeout
+        self.stream_max_age = stream_max_age
         self.team_id = TEAM_ID
         self.bot_user_id = BOT_USER_ID
         self.bot_id = BOT_ID
@@ -195,10 +198,21 @@ class SlackState:
 
     def start_stream(self, msg: StoredMessage, recipient_user_id: str | None,
                      recipient_team_id: str | None) -> Stream:
+        now = self.clock()
         msg.stream = Stream(msg.ts, msg.channel, msg.thread_ts or "", recipient_user_id,
-                            recipient_team_id)
+                            recipient_team_id, started_at=now, last_active=now)
         self._streams.append(msg.stream)
         return msg.stream
+
+    def streaming(self, stream: Stream) -> bool:
+        """Whether ``stream`` still takes text: neither stopped nor expired. Slack ends a stream
+        left idle longer than ``stream_idle_timeout`` or older than ``stream_max_age``."""
+        if stream.state == "streaming":
+            now = self.clock()
+            if (now - stream.last_active > self.stream_idle_timeout
+                    or now - stream.started_at > self.stream_max_age):
+                stream.state = "expired"
+        return stream.state == "streaming"
 
     def add_file(self, name: str, data: bytes, mimetype: str | None = None) -> JSONDict:
         """Host ``data`` and return the Slack file object to put in an event's ``files``."""
@@ -310,10 +324,20 @@ class SlackState:
             event["display_as_bot"] = False
         return event
 
+    def app_home_opened(self, user: str = PLAIN_USER_ID, channel: str = "D1",
+                        tab: str = "messages") -> JSONDict:
+        """An ``app_home_opened`` event: ``user`` opened the bot's App Home on ``tab``; the
+        Messages tab is their DM with the bot, ``channel``. Slack sends one on every visit."""
+        if channel not in self.channels:
+            self.add_channel(channel, is_im=True, user=user)
+        return {"type": "app_home_opened", "user": user, "channel": channel, "tab": tab,
+                "event_ts": self.next_ts()}
+
     def assistant_thread_started(self, channel: str = "D1", thread_ts: str | None = None
                                  ) -> JSONDict:
-        """An ``assistant_thread_started`` event: the plain member opened an AI-assistant thread
-        in a DM with the bot (whose first message, from the bot, is stored)."""
+        """An ``assistant_thread_started`` event (apps with ``assistant_view`` only): the plain
+        member opened an AI-assistant thread in a DM with the bot (whose first message, from
+        the bot, is stored)."""
         thread_ts = thread_ts or self.next_ts()
         self._see_ts(thread_ts)
         if channel not in self.channels:
@@ -360,6 +384,11 @@ class SlackState:
     def calls_of(self, method: str, *, ok: bool | None = None) -> list[ApiCall]:
         """Recorded calls of one method (optionally only successful/failed ones)."""
         return [c for c in self.calls if c.method == method and (ok is None or c.ok == ok)]
+
+    @property
+    def rate_limited_calls(self) -> list[ApiCall]:
+        """Every call answered 429, whatever its method."""
+        return [c for c in self.calls if c.status == 429]
 
     # ------------------------------------------------------------------ acks and waiting
 

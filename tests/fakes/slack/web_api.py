@@ -1,21 +1,26 @@
-"""The Web API methods the bot calls, as a table: method name → (token kind, handler), and
-how a request's parameters and token are read."""
+"""The Web API methods the bot calls, as a table: method name → (token kind, handler), each
+method's rate-limit tier and the scopes it needs, how a request's parameters and token are
+read, and the scopes a token reports."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
+import yaml
 from aiohttp import web
 
+import adapters.slack_bot
 from tests.fakes.slack.records import JSONDict, SlackError, StoredMessage, Stream
 from tests.fakes.slack.workspace import (
     BOT_NAME,
     MAX_MARKDOWN_CHARS,
     MAX_POST_CHARS,
+    MAX_SUGGESTED_PROMPTS,
     MAX_UPDATE_CHARS,
     TEAM_DOMAIN,
     TEAM_NAME,
@@ -25,6 +30,9 @@ if TYPE_CHECKING:
     from tests.fakes.slack.server import FakeSlack
 
 Handler = Callable[["FakeSlack", JSONDict], JSONDict]
+
+MANIFEST = Path(adapters.slack_bot.__file__).with_name("manifest.yml")
+APP_TOKEN_SCOPES = ("connections:write",)
 
 
 # ---------------------------------------------------------------------- Slack's rules
@@ -99,8 +107,11 @@ def chat_post_message(fake: FakeSlack, p: JSONDict) -> JSONDict:
 
 
 def chat_update(fake: FakeSlack, p: JSONDict) -> JSONDict:
-    """Replace a bot message's text (an update of a stream replaces what was streamed)."""
+    """Replace a bot message's text (an update of a stream replaces what was streamed). A
+    message still streaming cannot be updated: it must be stopped (or have expired) first."""
     msg = _bots_message(fake, p)
+    if msg.stream is not None and fake.streaming(msg.stream):
+        raise SlackError("cant_update_message")
     _check_content(p, MAX_UPDATE_CHARS)
     text, markdown_text = _opt_str(p.get("text")), _opt_str(p.get("markdown_text"))
     msg.text = text if text is not None else msg.text
@@ -149,9 +160,12 @@ def chat_start_stream(fake: FakeSlack, p: JSONDict) -> JSONDict:
 
 
 def _live_stream(fake: FakeSlack, p: JSONDict) -> tuple[StoredMessage, Stream]:
+    """The streaming message ``p`` names, kept alive by this call; an expired or stopped one
+    is ``message_not_in_streaming_state``."""
     msg = fake.stored(fake.channel(p.get("channel")), p.get("ts"))
-    if msg.stream is None or msg.stream.state != "streaming":
+    if msg.stream is None or not fake.streaming(msg.stream):
         raise SlackError("message_not_in_streaming_state")
+    msg.stream.last_active = fake.clock()
     return msg, msg.stream
 
 
@@ -177,9 +191,14 @@ def assistant_threads_set_status(fake: FakeSlack, p: JSONDict) -> JSONDict:
 
 
 def assistant_threads_set_suggested_prompts(fake: FakeSlack, p: JSONDict) -> JSONDict:
+    """Prompts for a thread (assistant apps) or, without ``thread_ts``, for the channel's
+    latest message. An agent app's call with ``thread_ts`` answers ok and changes nothing."""
     channel_id = fake.channel(p.get("channel_id"))
-    if not isinstance(p.get("prompts"), list):
+    prompts = p.get("prompts")
+    if not isinstance(prompts, list) or not 1 <= len(prompts) <= MAX_SUGGESTED_PROMPTS:
         raise SlackError("invalid_arguments")
+    if fake.manifest.view == "agent" and p.get("thread_ts"):
+        return {}
     fake.suggested_prompts.append({**p, "channel_id": channel_id})
     return {}
 
@@ -189,6 +208,34 @@ def users_info(fake: FakeSlack, p: JSONDict) -> JSONDict:
     if user is None:
         raise SlackError("user_not_found")
     return {"user": user}
+
+
+def _page(messages: list[StoredMessage], p: JSONDict, default: int, most: int) -> JSONDict:
+    """One page of ``messages`` from ``cursor`` (an offset), ``limit`` long."""
+    try:
+        limit = int(p.get("limit") or default)
+        start = int(p.get("cursor") or 0)
+    except ValueError:
+        raise SlackError("invalid_arguments") from None
+    limit = max(1, min(limit, most))
+    page = messages[start : start + limit]
+    more = start + limit < len(messages)
+    return {"messages": [m.to_api() for m in page], "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
+
+
+def conversations_replies(fake: FakeSlack, p: JSONDict) -> JSONDict:
+    """A thread: its parent, then its replies, oldest first, a page at a time."""
+    channel = fake.channel(p.get("channel"))
+    thread = fake.stored(channel, p.get("ts")).ts
+    return _page(fake.messages(channel, thread), p, 1000, 1000)
+
+
+def conversations_history(fake: FakeSlack, p: JSONDict) -> JSONDict:
+    """A channel's top-level messages (thread parents included, replies not), newest first."""
+    channel = fake.channel(p.get("channel"))
+    top = [m for m in fake.messages(channel) if m.thread_ts in (None, m.ts)]
+    return _page(list(reversed(top)), p, 100, 999)
 
 
 def files_info(fake: FakeSlack, p: JSONDict) -> JSONDict:
@@ -211,7 +258,75 @@ METHODS: dict[str, tuple[str, Handler]] = {
     "assistant.threads.setSuggestedPrompts": ("bot", assistant_threads_set_suggested_prompts),
     "users.info": ("bot", users_info),
     "files.info": ("bot", files_info),
+    "conversations.replies": ("bot", conversations_replies),
+    "conversations.history": ("bot", conversations_history),
 }
+
+
+# ---------------------------------------------------------------------- limits and scopes
+
+
+TIERS: dict[str, int] = {
+    "chat.postEphemeral": 4,
+    "chat.startStream": 2,
+    "chat.appendStream": 4,
+    "chat.stopStream": 2,
+    "assistant.threads.setStatus": 3,
+    "assistant.threads.setSuggestedPrompts": 4,
+    "users.info": 4,
+    "files.info": 4,
+    "conversations.replies": 3,
+    "conversations.history": 3,
+}
+"""Each method's rate-limit tier (docs.slack.dev method pages). chat.update's Tier 3 limit
+is ``FakeSlack(update_limit=...)``; chat.postMessage (about one a second per channel),
+auth.test and apps.connections.open are not limited here. assistant.threads.setStatus has
+"special" limits: Tier 3 stands in for them."""
+
+HISTORY_SCOPES = frozenset({"channels:history", "groups:history", "im:history", "mpim:history"})
+SCOPES: dict[str, frozenset[str]] = {
+    "chat.postMessage": frozenset({"chat:write"}),
+    "chat.update": frozenset({"chat:write"}),
+    "chat.postEphemeral": frozenset({"chat:write"}),
+    "chat.startStream": frozenset({"chat:write"}),
+    "chat.appendStream": frozenset({"chat:write"}),
+    "chat.stopStream": frozenset({"chat:write"}),
+    "assistant.threads.setStatus": frozenset({"chat:write", "assistant:write"}),
+    "assistant.threads.setSuggestedPrompts": frozenset({"assistant:write"}),
+    "users.info": frozenset({"users:read"}),
+    "files.info": frozenset({"files:read"}),
+    "conversations.replies": HISTORY_SCOPES,
+    "conversations.history": HISTORY_SCOPES,
+}
+"""The bot scopes that allow each method (any one of them): a token without one gets
+``missing_scope``."""
+
+
+def check_scope(fake: FakeSlack, method: str) -> None:
+    """``missing_scope`` (with Slack's ``needed`` and ``provided``) when the bot token has
+    none of the scopes ``method`` needs."""
+    needed = SCOPES.get(method)
+    if needed and not needed & fake.bot_scopes:
+        raise SlackError("missing_scope", extra={"needed": ",".join(sorted(needed)),
+                                                 "provided": ",".join(sorted(fake.bot_scopes))})
+
+
+def manifest_bot_scopes() -> set[str]:
+    """The bot scopes the app's manifest asks for: what installing the app grants."""
+    manifest = yaml.safe_load(MANIFEST.read_text())
+    return {str(scope) for scope in manifest["oauth_config"]["scopes"]["bot"]}
+
+
+def scope_headers(fake: FakeSlack, token: str | None) -> dict[str, str]:
+    """``x-oauth-scopes``, which Slack sends with every answer: the calling token's scopes,
+    comma-separated."""
+    if token == fake.bot_token:
+        scopes: tuple[str, ...] = tuple(sorted(fake.bot_scopes))
+    elif token == fake.app_token:
+        scopes = APP_TOKEN_SCOPES
+    else:
+        return {}
+    return {"x-oauth-scopes": ",".join(scopes)}
 
 
 # ---------------------------------------------------------------------- requests

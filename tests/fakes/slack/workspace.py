@@ -21,5 +21,7 @@ MAX_POST_CHARS = 40_000
 """``text`` of chat.postMessage longer than this is ``msg_too_long``."""
 MAX_UPDATE_CHARS = 4_000
 """``text`` of chat.update longer than this is ``msg_too_long``."""
+MAX_SUGGESTED_PROMPTS = 4
+"""assistant.threads.setSuggestedPrompts takes one to four prompts."""
 ACK_DEADLINE = 3.0
 """Seconds Slack waits for an app to acknowledge an event or command (HTTP or Socket Mode)."""
