@@ -51,7 +51,7 @@ from bot.errors import (
     RequestRejected,
     UserFacingError,
 )
-from bot.logs import configure_logging, log_context
+from bot.logs import SecretMask, configure_logging, log_context
 from bot.metrics import Metrics
 from bot.model.llm import ChatRequest, ModelClient, StreamEnd, create_http_client
 from bot.model.parameters import MAX_SYSTEM_PROMPT_CHARS, PARAMETERS, Parameter
@@ -100,6 +100,7 @@ __all__ = [
     "ReplyOutcome",
     "RequestRejected",
     "Role",
+    "SecretMask",
     "Service",
     "Settings",
     "Sleep",

@@ -4,14 +4,11 @@ checked (✓, ✗ with what to do, or - skipped), and exit 0 only if nothing fai
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
-from bot import ConfigError, configure_logging
+from bot import ConfigError, SecretMask, configure_logging
 from launcher.checks import CHECKS, Check, Context, Result, Status
 from launcher.cli import Configuration
-
-MASK = "[secret]"
-MIN_SECRET_CHARS = 4
 
 
 def doctor(timeout: float) -> int:
@@ -28,9 +25,10 @@ def doctor(timeout: float) -> int:
         return 1
     hidden = config.secrets()
     configure_logging("ERROR", hidden)
+    mask = SecretMask(hidden)
 
     def report(result: Result) -> None:
-        print(masked(result.line(), hidden), flush=True)
+        print(mask.mask(result.line()), flush=True)
 
     report(Result.passed("configuration", _serves(config)))
     results = asyncio.run(run_checks(Context(config, timeout), CHECKS, report))
@@ -56,14 +54,6 @@ async def _run(check: Check, context: Context) -> list[Result]:
     except Exception as exc:  # a bug in one check must not hide the others' results
         return [Result.failed(check.name, f"the check itself failed: {type(exc).__name__}: "
                               f"{exc}", "report this as a bug in the bot")]
-
-
-def masked(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every secret replaced (the longest first, so none is left half shown)."""
-    for secret in sorted({s for s in secrets if len(s) >= MIN_SECRET_CHARS}, key=len,
-                         reverse=True):
-        text = text.replace(secret, MASK)
-    return text
 
 
 def _serves(config: Configuration) -> str:
