@@ -92,28 +92,16 @@ class SlackSurface:
             )
 
     async def show_progress(self) -> None:
-        """Show "is thinking…" as the thread's status, unless Slack refused it here before."""
-        if not self._show_status:
-            return
-        try:
-            async with self._budgets.slot(STATUS):
-                await self._client.assistant_threads_setStatus(
-                    channel_id=self._place.channel, thread_ts=self._place.thread_ts,
-                    status=THINKING,
-                )
-        except RateLimited as limited:
-            log.info("%s: no status for now (rate limited for %.1fs)", self._place,
-                     limited.retry_after)
-        except (SlackApiError, DeliveryFailed) as exc:
-            self._show_status = False
-            log.info("%s: no thread status here (%s)", self._place, describe(exc))
+        """Show "is thinking…" as the thread's status."""
+        await self.show_status(THINKING)
 
     async def notify(self, text: str) -> None:
         """A short message in the reply's thread."""
         await self.post(text, final=True)
 
     async def show_status(self, text: str) -> None:
-        """Show a tool's status line as the thread's status ("" clears it)."""
+        """Show `text` (a tool's status line, "" to clear) as the thread's status, unless Slack
+        refused a status here before."""
         if not self._show_status:
             return
         try:
@@ -122,8 +110,12 @@ class SlackSurface:
                     channel_id=self._place.channel, thread_ts=self._place.thread_ts,
                     status=text,
                 )
-        except (SlackApiError, RateLimited, DeliveryFailed) as exc:
-            log.info("%s: no status shown (%s)", self._place, describe(exc))
+        except RateLimited as limited:
+            log.info("%s: no status for now (rate limited for %.1fs)", self._place,
+                     limited.retry_after)
+        except (SlackApiError, DeliveryFailed) as exc:
+            self._show_status = False
+            log.info("%s: no thread status here (%s)", self._place, describe(exc))
 
     async def read_channel(self, limit: int) -> list[ChannelMessage]:
         """The newest `limit` messages where the question was asked, oldest first: the reply's
