@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,8 @@ sys.path.insert(0, str(ROOT))
 from bot.storage.database import create_engine, migrate  # noqa: E402
 from tests.fakes.discord import FakeDiscord  # noqa: E402
 from tests.fakes.model_server import LONG_ANSWER, FakeModelServer, Reply  # noqa: E402
+from tests.support.process import free_port  # noqa: E402
+from tests.support.waiting import until  # noqa: E402
 
 API_KEY = "bench-key"
 BOT_VARIABLES = ("EVOLINK_", "BOT_", "DISCORD_", "SLACK_", "DATABASE_URL", "REDIS_URL")
@@ -74,20 +75,6 @@ def memory_mib(pid: int, field: str) -> float:
     raise LookupError(field)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-async def wait(condition: object, what: str, within: float) -> None:
-    deadline = time.monotonic() + within
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not happen within {within:.0f} s")
-        await asyncio.sleep(0.05)
-
-
 def complete(fake: FakeDiscord, thread: int) -> bool:
     """Whether the answer in `thread` is whole and final (its last words shown, no Stop)."""
     answer = fake.message_payloads_in(thread)
@@ -118,8 +105,8 @@ async def measure(answers: int, concurrency: int, chunk_delay: float) -> None:
                 sys.executable, "-m", "bot", cwd=folder, env=env,
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
             try:
-                await wait(lambda: fake.connected_sessions == 1, "connecting", 60)
-                await wait(lambda: fake.commands, "the command sync", 30)
+                await until(lambda: fake.connected_sessions == 1, what="connecting", within=60)
+                await until(lambda: bool(fake.commands), what="the command sync", within=30)
                 connected = memory_mib(process.pid, "VmRSS")
                 started = time.monotonic()
                 threads: list[int] = []
@@ -130,8 +117,8 @@ async def measure(answers: int, concurrency: int, chunk_delay: float) -> None:
                             fake.text_channel_id, fake.plain_user, f"question {n}",
                             mentions_bot=True)
                         batch.append(int(question["id"]))
-                    await wait(lambda b=batch: all(complete(fake, t) for t in b),  # type: ignore[misc]
-                               "the answers", 60 + 30 * chunk_delay * 300)
+                    await until(lambda b=batch: all(complete(fake, t) for t in b),  # type: ignore[misc]
+                                what="the answers", within=60 + 30 * chunk_delay * 300)
                     threads += batch
                 elapsed = time.monotonic() - started
                 peak = memory_mib(process.pid, "VmHWM")

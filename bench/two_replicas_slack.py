@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -55,6 +54,8 @@ from tests.fakes.model_server import (  # noqa: E402
     message_text,
 )
 from tests.fakes.slack import FakeSlack  # noqa: E402
+from tests.support.process import free_port  # noqa: E402
+from tests.support.waiting import until  # noqa: E402
 
 API_KEY = "bench-key"
 ANSWERS = 10
@@ -71,22 +72,8 @@ BUDGETS = {
 BOT_VARIABLES = ("EVOLINK_", "BOT_", "DISCORD_", "SLACK_", "DATABASE_URL", "REDIS_URL")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def words(text: str) -> str:
     return " ".join(text.split())
-
-
-async def wait(condition: object, what: str, within: float) -> None:
-    deadline = time.monotonic() + within
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not happen within {within:.0f} s")
-        await asyncio.sleep(0.05)
 
 
 @asynccontextmanager
@@ -206,7 +193,8 @@ async def run(admin_dsn: str, redis_url: str | None, chunk_delay: float) -> None
         await asyncio.gather(*(
             fake.deliver(receivers[n][0], fake.event_request(event, event_id=f"Ev{run_id}{n}"))
             for n, event in enumerate(events)))
-        await wait(lambda: len(model_api.requests) >= ANSWERS, "every question asked", 60)
+        await until(lambda: len(model_api.requests) >= ANSWERS, what="every question asked",
+                    within=60)
         await asyncio.gather(*(
             fake.deliver(receivers[n][1], fake.event_request(event, event_id=f"Ev{run_id}{n}",
                                                              retry_num=1))
@@ -217,9 +205,9 @@ async def run(admin_dsn: str, redis_url: str | None, chunk_delay: float) -> None
                 f"echo: question {n} {LONG_ANSWER}")
 
         try:
-            await wait(lambda: all(whole(n) for n in range(ANSWERS)), "every answer",
-                       120 + 600 * chunk_delay * 10)
-        except TimeoutError as exc:
+            await until(lambda: all(whole(n) for n in range(ANSWERS)), what="every answer",
+                        within=120 + 600 * chunk_delay * 10)
+        except AssertionError as exc:
             print(exc, file=sys.stderr)
         elapsed = time.monotonic() - started
         recorder.cancel()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -24,7 +23,7 @@ from tests.fakes import mcp_tickets
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.model_server import MODEL, FakeModelServer, HangBeforeHeaders, Status
 from tests.fakes.slack import FakeSlack
-from tests.support.process import bot_environment
+from tests.support.process import bot_environment, free_port
 
 WRONG_KEY = "sk-wrong-0123456789"
 
@@ -113,12 +112,6 @@ async def doctor(capsys: pytest.CaptureFixture[str], *args: str) -> Report:
     capsys.readouterr()
     code = await asyncio.to_thread(run)
     return Report(code, capsys.readouterr().out.splitlines())
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # ---------------------------------------------------------------------- everything well

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -21,7 +20,7 @@ from bot.storage.database import alembic_config, create_engine, migrate, newest_
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack import FakeSlack
-from tests.support.process import bot_environment
+from tests.support.process import bot_environment, free_port
 from tests.support.waiting import until
 
 RUN_AND_LIST_MODULES = """\
@@ -35,12 +34,6 @@ runpy.run_module("bot", run_name="__main__", alter_sys=True)
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
 Conversation = Callable[[], Awaitable[None]]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def top_level(modules: set[str]) -> set[str]:

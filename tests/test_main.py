@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import sqlite3
 import sys
 from collections.abc import AsyncIterator
@@ -16,13 +15,7 @@ import pytest
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack import FakeSlack
-from tests.support.process import bot_environment
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.support.process import bot_environment, free_port
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack import FakeSlack
-from tests.support.process import bot_environment
+from tests.support.process import bot_environment, free_port
 
 DISCORD_TOKEN = "discord-" + secrets.token_urlsafe(24)
 SLACK_BOT_TOKEN = "xoxb-" + secrets.token_urlsafe(24)
@@ -33,12 +32,6 @@ CONFIGURED = {
     "SLACK_SIGNING_SECRET": SLACK_SIGNING_SECRET,
     "EVOLINK_API_KEY": MODEL_API_KEY,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def wait_for(predicate: Callable[[], object], what: str, within: float = 20.0) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,7 +28,7 @@ from tests.fakes.model_server import (
     message_text,
 )
 from tests.fakes.slack import FakeSlack
-from tests.support.process import bot_environment
+from tests.support.process import bot_environment, free_port
 from tests.support.waiting import until
 
 REDIS_URL = os.environ.get("TEST_REPLICAS_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -51,12 +50,6 @@ def one_workspace_budget(window: float) -> dict[str, int]:
              **METHOD_RATES}
     return {method: rate.burst + int(rate.rate * window / 60) + 1
             for method, rate in rates.items()}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

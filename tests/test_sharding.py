@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -23,7 +22,7 @@ from bot.config import Settings
 from bot.errors import ConfigError
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.model_server import FakeModelServer, last_user_text, message_text
-from tests.support.process import bot_environment
+from tests.support.process import bot_environment, free_port
 from tests.support.waiting import until
 
 
@@ -32,12 +31,6 @@ def pointed_at(fake: FakeDiscord, **overrides: Any) -> DiscordSettings:
     values: dict[str, Any] = {"bot_token": fake.token, "api_url": fake.api_url,
                               "gateway_url": fake.gateway_url}
     return DiscordSettings.load(_env_file=None, **(values | overrides))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def system_prompt_of(model_api: FakeModelServer, question: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 from tests.conftest import API_KEY
 from tests.fakes.model_server import FakeModelServer
@@ -22,3 +23,10 @@ def bot_environment(model_api: FakeModelServer | None = None, **variables: str) 
         })
     env.update(variables)
     return env
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now (for a process the test starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
