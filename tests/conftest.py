@@ -17,7 +17,9 @@ from bot.app import Core, open_core
 from bot.config import Settings, load_settings
 from bot.storage.database import create_engine, migrate
 from bot.storage.store import Store
+from tests.fakes.discord import FakeDiscord
 from tests.fakes.model_server import FakeModelServer
+from tests.fakes.slack import FakeSlack
 
 API_KEY = "test-key"
 POSTGRES_ADMIN_DSN = os.environ.get(
@@ -42,6 +44,20 @@ async def model_api() -> AsyncIterator[FakeModelServer]:
     """A fake chat-completions API serving both base URLs."""
     async with FakeModelServer(api_key=API_KEY) as server:
         yield server
+
+
+@pytest.fixture
+async def discord_fake() -> AsyncIterator[FakeDiscord]:
+    """A fake Discord (REST and gateway) with its default token."""
+    async with FakeDiscord() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def slack_fake() -> AsyncIterator[FakeSlack]:
+    """A fake Slack (Web API, Socket Mode, signed events) with its default tokens."""
+    async with FakeSlack() as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -6,28 +6,14 @@ import asyncio
 import signal
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack import FakeSlack
 from tests.support.process import bot_environment, free_port
-
-
-@pytest.fixture
-async def discord_fake() -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def slack_fake() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as fake:
-        yield fake
 
 
 async def wait_for(predicate: object, what: str, within: float = 20.0) -> None:
