@@ -85,6 +85,9 @@ class TurnRow(Base):
     tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     tool_call_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    superseded: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    """Replaced by a regenerated answer (or an edited question's new answer): kept, never
+    sent as history again."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -184,3 +187,38 @@ class ProcessedEventRow(Base):
     platform: Mapped[str] = mapped_column(String(32), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SummaryRow(Base):
+    """A conversation's running summary: the model's summary of every turn up to and
+    including `covers_turn_id`, sent ahead of the newer turns that still fit the history."""
+
+    __tablename__ = "summaries"
+
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    text: Mapped[str] = mapped_column(Text)
+    tokens: Mapped[int] = mapped_column(Integer)
+    covers_turn_id: Mapped[int] = mapped_column(Id)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RatingRow(Base):
+    """One person's 👍 (+1) or 👎 (-1) on one answer; kept, like usage, when a conversation is
+    reset (`/gemini usage` counts them per channel)."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (
+        UniqueConstraint("turn_id", "user_id"),
+        Index(None, "platform", "workspace", "channel", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    workspace: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(64))
+    turn_id: Mapped[int] = mapped_column(Id)
+    user_id: Mapped[str] = mapped_column(String(64))
+    value: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -65,14 +65,14 @@ USAGE_TOKENS = UsageRow.prompt_tokens + UsageRow.completion_tokens
 NEWEST_TURNS = (
     select(TURNS.c.id, TURNS.c.tokens, TURNS.c.role)
     .where(TURNS.c.conversation_id == bindparam("conversation"),
-           TURNS.c.id < bindparam("before"))
+           TURNS.c.id < bindparam("before"), TURNS.c.superseded.is_(False))
     .order_by(TURNS.c.id.desc())
     .limit(bindparam("page"))
 )
 TURNS_FROM = (
     select(TURNS)
     .where(TURNS.c.conversation_id == bindparam("conversation"),
-           TURNS.c.id >= bindparam("first"))
+           TURNS.c.id >= bindparam("first"), TURNS.c.superseded.is_(False))
     .order_by(TURNS.c.id)
 )
 SETTINGS = cast(Table, ChannelSettingsRow.__table__)
