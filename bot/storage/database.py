@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import PoolResetState
 
 import migrations
 
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_POOL_SIZE = 5
+"""Connections to a SQLite file, each with its own aiosqlite thread. Not one more: a new
+connection for a burst (and its thread) would be closed again when the burst ends."""
 MIGRATION_LOCK_ID = 0x6D696772
 """PostgreSQL advisory lock taken while migrating (SQLite takes its write lock), so processes
 starting together take turns."""
@@ -26,13 +30,17 @@ starting together take turns."""
 
 def create_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> AsyncEngine:
     """An async engine for `url`; SQLite files get WAL mode, foreign keys and a busy timeout
-    (how long a write waits for another writer before failing as "database is locked")."""
+    (how long a write waits for another writer before failing as "database is locked"), a
+    fixed pool, and a connection is rolled back on its return only if a transaction is open."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_async_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url)
+        engine = create_async_engine(url, pool_size=SQLITE_POOL_SIZE, max_overflow=0,
+                                     pool_reset_on_return=None)
+    else:
+        engine = create_async_engine(url, pool_reset_on_return=None)
 
     def configure(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
@@ -42,7 +50,14 @@ def create_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) ->
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
+    def reset(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
+        # What the pool's rollback-on-return does, without a trip to the driver's thread
+        # for the usual connection that committed or only read.
+        if state.asyncio_safe and dbapi_connection.driver_connection.in_transaction:
+            dbapi_connection.rollback()
+
     event.listen(engine.sync_engine, "connect", configure)
+    event.listen(engine.sync_engine, "reset", reset)
     return engine
 
 

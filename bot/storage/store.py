@@ -12,9 +12,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
-from sqlalchemy import Row, Table, bindparam, delete, exists, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    Table,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -46,6 +57,7 @@ from bot.storage.schema import (
     UsageRow,
     utcnow,
 )
+from bot.storage.transactions import run_transaction
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +87,15 @@ TURNS_FROM = (
            TURNS.c.id >= bindparam("first"), TURNS.c.superseded.is_(False))
     .order_by(TURNS.c.id)
 )
+UPDATE_TURN = update(TURNS).where(TURNS.c.id == bindparam("saved_turn"))
+CONVERSATIONS = cast(Table, ConversationRow.__table__)
+CONVERSATION_KEY = ("platform", "workspace", "channel", "thread")
+FIND_CONVERSATION = select(CONVERSATIONS.c.id).where(
+    *(CONVERSATIONS.c[column] == bindparam(column) for column in CONVERSATION_KEY)
+)
 SETTINGS = cast(Table, ChannelSettingsRow.__table__)
 LEASES = cast(Table, ConversationLeaseRow.__table__)
+PLATFORM_MESSAGES = cast(Table, PlatformMessageRow.__table__)
 SELECT_SETTINGS = select(SETTINGS.c.system_prompt, SETTINGS.c.parameters, SETTINGS.c.tools).where(
     SETTINGS.c.platform == bindparam("platform"),
     SETTINGS.c.workspace == bindparam("workspace"),
@@ -96,6 +115,15 @@ class UsageTotals:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def _unavailable(exc: DBAPIError) -> StoreUnavailable:
+    """What a failed transaction tells the user (the error itself goes to the log)."""
+    log.error("database error: %s", exc.orig if exc.orig is not None else exc)
+    return StoreUnavailable(
+        "The database is unavailable right now (it may be locked or full), so nothing "
+        "was changed. Please try again in a moment."
+    )
 
 
 def _runs_to_completion(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
@@ -150,56 +178,63 @@ class Store:
             async with self._engine.begin() as connection:
                 yield connection
         except DBAPIError as exc:
-            log.error("database error: %s", exc.orig if exc.orig is not None else exc)
-            raise StoreUnavailable(
-                "The database is unavailable right now (it may be locked or full), so nothing "
-                "was changed. Please try again in a moment."
-            ) from exc
+            raise _unavailable(exc) from exc
+
+    async def _run(
+        self, body: Callable[Concatenate[Connection, P], R], *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """Run the synchronous `body` as one transaction (see bot.storage.transactions): the
+        hot path's statements cost one hand-off to the database thread, not several each."""
+        try:
+            return await run_transaction(self._engine, body, *args, **kwargs)
+        except DBAPIError as exc:
+            raise _unavailable(exc) from exc
 
     def _insert_ignoring_duplicates(
-        self, connection: AsyncConnection, table: Any, keys: Sequence[str]
+        self, connection: AsyncConnection | Connection, table: Any, keys: Sequence[str]
     ) -> Any:
-        return _upsert(connection, table).on_conflict_do_nothing(index_elements=keys)
+        return _ignoring_duplicates(connection.dialect.name, table, tuple(keys))
 
-    async def _conversation_id(
-        self, connection: AsyncConnection, key: ConversationKey, *, create: bool
-    ) -> int | None:
-        """The conversation's id, creating its row when `create` is set.
-
-        Only ids of rows committed before this transaction are cached: an id this transaction
-        made may be rolled back, and SQLite would hand it to the next new conversation.
-        """
+    def _cached_id(self, key: ConversationKey) -> int | None:
+        """The conversation's id if a committed transaction saw it lately."""
         cached = self._conversation_ids.get(key)
         if cached is not None:
             self._conversation_ids.move_to_end(key)
-            return cached
+        return cached
+
+    def _remember(self, key: ConversationKey, conversation_id: int | None) -> None:
+        """Cache a conversation's id, once the transaction that read or made it committed (an
+        id made by a transaction rolled back would be handed to the next new conversation)."""
+        if conversation_id is None or key in self._conversation_ids:
+            return
+        self._conversation_ids[key] = conversation_id
+        if len(self._conversation_ids) > CONVERSATION_CACHE_SIZE:
+            self._conversation_ids.popitem(last=False)
+
+    def _conversation_id(
+        self, connection: Connection, key: ConversationKey, known: int | None, *, create: bool
+    ) -> int | None:
+        """The conversation's id (`known` if the cache had it), creating its row when
+        `create` is set."""
+        if known is not None:
+            return known
         columns = _key_columns(key)
-        where = (
-            (ConversationRow.platform == columns["platform"])
-            & (ConversationRow.workspace == columns["workspace"])
-            & (ConversationRow.channel == columns["channel"])
-            & (ConversationRow.thread == columns["thread"])
-        )
-        found = await connection.scalar(select(ConversationRow.id).where(where))
-        if found is not None:
-            self._conversation_ids[key] = found
-            if len(self._conversation_ids) > CONVERSATION_CACHE_SIZE:
-                self._conversation_ids.popitem(last=False)
-        elif create:
-            statement = self._insert_ignoring_duplicates(
-                connection, ConversationRow, ("platform", "workspace", "channel", "thread")
-            ).values(**columns, created_at=utcnow())
-            await connection.execute(statement)
-            found = await connection.scalar(select(ConversationRow.id).where(where))
+        found: int | None = connection.scalar(FIND_CONVERSATION, columns)
+        if found is None and create:
+            statement = self._insert_ignoring_duplicates(connection, CONVERSATIONS,
+                                                         CONVERSATION_KEY)
+            connection.execute(statement, {**columns, "created_at": utcnow()})
+            found = connection.scalar(FIND_CONVERSATION, columns)
         return found
 
     @_runs_to_completion
     async def add_turn(self, key: ConversationKey, turn: Turn, *, billed_to: str = "") -> int:
         """Store a turn (its images once each, its message ids, its usage billed to
         `billed_to`, else to its author); return its id."""
-        async with self._transaction() as connection:
-            _, turn_id = await self._insert_turn(connection, key, turn, billed_to)
-            return turn_id
+        conversation_id, turn_id = await self._run(
+            self._insert_turn, key, self._cached_id(key), turn, billed_to)
+        self._remember(key, conversation_id)
+        return turn_id
 
     @_runs_to_completion
     async def save_answer(
@@ -208,20 +243,23 @@ class Store:
         """Store an answer as it grows: the first call inserts it, later calls (with the id
         it returned) replace its text, status and message ids. Usage is recorded once, by the
         call that carries it. Returns the turn's id."""
-        async with self._transaction() as connection:
-            if turn_id is None:
-                _, turn_id = await self._insert_turn(connection, key, turn, billed_to)
-                return turn_id
-            conversation_id = await self._conversation_id(connection, key, create=False)
-            if conversation_id is None:
-                raise StoreUnavailable("The conversation was forgotten while it was answered.")
-            await connection.execute(
-                update(TURNS).where(TURNS.c.id == turn_id).values(_turn_columns(turn))
-            )
-            await self._link_messages(connection, key.platform, conversation_id, turn_id,
-                                      turn.message_ids)
-            await self._record_usage(connection, key, turn, billed_to)
-            return turn_id
+        conversation_id, saved_id = await self._run(
+            self._save_answer, key, self._cached_id(key), turn, turn_id, billed_to)
+        self._remember(key, conversation_id)
+        return saved_id
+
+    def _save_answer(self, connection: Connection, key: ConversationKey, known: int | None,
+                     turn: Turn, turn_id: int | None, billed_to: str) -> tuple[int, int]:
+        if turn_id is None:
+            return self._insert_turn(connection, key, known, turn, billed_to)
+        conversation_id = self._conversation_id(connection, key, known, create=False)
+        if conversation_id is None:
+            raise StoreUnavailable("The conversation was forgotten while it was answered.")
+        connection.execute(UPDATE_TURN, {"saved_turn": turn_id, **_turn_columns(turn)})
+        self._link_messages(connection, key.platform, conversation_id, turn_id,
+                            turn.message_ids)
+        self._record_usage(connection, key, turn, billed_to)
+        return conversation_id, turn_id
 
     @_runs_to_completion
     async def add_question(
@@ -232,20 +270,28 @@ class Store:
         Returns the channel's settings and the conversation's history (see `history`), which
         ends with the turn just stored.
         """
-        async with self._transaction() as connection:
-            conversation_id, _ = await self._insert_turn(connection, key, turn, turn.author_id)
-            settings = await self._channel_settings(connection, key.channel_key)
-            history = await self._history(connection, conversation_id, token_budget, max_images)
+        conversation_id, settings, history = await self._run(
+            self._add_question, key, self._cached_id(key), turn, token_budget, max_images)
+        self._remember(key, conversation_id)
         return settings, history
 
-    async def _insert_turn(self, connection: AsyncConnection, key: ConversationKey,
-                           turn: Turn, billed_to: str) -> tuple[int, int]:
-        conversation_id = await self._conversation_id(connection, key, create=True)
+    def _add_question(
+        self, connection: Connection, key: ConversationKey, known: int | None, turn: Turn,
+        token_budget: int, max_images: int,
+    ) -> tuple[int, ChannelSettings, list[Turn]]:
+        conversation_id, _ = self._insert_turn(connection, key, known, turn, turn.author_id)
+        settings = self._channel_settings(connection, key.channel_key)
+        history = self._history(connection, conversation_id, token_budget, max_images)
+        return conversation_id, settings, history
+
+    def _insert_turn(self, connection: Connection, key: ConversationKey, known: int | None,
+                     turn: Turn, billed_to: str) -> tuple[int, int]:
+        conversation_id = self._conversation_id(connection, key, known, create=True)
         assert conversation_id is not None
         for image in turn.images:
-            await self._save_image(connection, image)
+            self._save_image(connection, image)
         turn_id = int((
-            await connection.execute(INSERT_TURN, {
+            connection.execute(INSERT_TURN, {
                 "conversation_id": conversation_id,
                 "author_id": bounded(turn.author_id, 64),
                 "created_at": turn.created_at,
@@ -254,20 +300,20 @@ class Store:
         ).scalar_one())
         hashes = dict.fromkeys(image.sha256 for image in turn.images)
         if hashes:
-            await connection.execute(insert(TurnImageRow), [
+            connection.execute(insert(TurnImageRow), [
                 {"turn_id": turn_id, "sha256": sha} for sha in hashes
             ])
-        await self._link_messages(connection, key.platform, conversation_id, turn_id,
-                                  turn.message_ids)
-        await self._record_usage(connection, key, turn, billed_to or turn.author_id)
+        self._link_messages(connection, key.platform, conversation_id, turn_id,
+                            turn.message_ids)
+        self._record_usage(connection, key, turn, billed_to or turn.author_id)
         return conversation_id, turn_id
 
-    async def _record_usage(self, connection: AsyncConnection, key: ConversationKey,
-                            turn: Turn, billed_to: str) -> None:
+    def _record_usage(self, connection: Connection, key: ConversationKey, turn: Turn,
+                      billed_to: str) -> None:
         usage = turn.usage
         if usage is None:
             return
-        await connection.execute(INSERT_USAGE, {
+        connection.execute(INSERT_USAGE, {
             **_key_columns(key), "user_id": bounded(billed_to, 64),
             "model": bounded(turn.model or "", 128),
             "prompt_tokens": usage.prompt_tokens,
@@ -276,8 +322,8 @@ class Store:
             "created_at": turn.created_at,
         })
 
-    async def _link_messages(
-        self, connection: AsyncConnection, platform: str, conversation_id: int, turn_id: int,
+    def _link_messages(
+        self, connection: Connection, platform: str, conversation_id: int, turn_id: int,
         message_ids: Iterable[str],
     ) -> None:
         rows = [
@@ -287,19 +333,19 @@ class Store:
         ]
         if rows:
             statement = self._insert_ignoring_duplicates(
-                connection, PlatformMessageRow, ("platform", "message_id")
+                connection, PLATFORM_MESSAGES, ("platform", "message_id")
             )
-            await connection.execute(statement, rows)
+            connection.execute(statement, rows)
 
-    async def _save_image(self, connection: AsyncConnection, image: ImagePart) -> None:
+    def _save_image(self, connection: Connection, image: ImagePart) -> None:
         if image.data is None:
             return
-        exists = await connection.scalar(
+        exists = connection.scalar(
             select(ImageRow.sha256).where(ImageRow.sha256 == image.sha256)
         )
         if exists is None:
             statement = self._insert_ignoring_duplicates(connection, ImageRow, ("sha256",))
-            await connection.execute(
+            connection.execute(
                 statement.values(
                     sha256=image.sha256, mime_type=bounded(image.mime_type, 64),
                     size=len(image.data), data=image.data, created_at=utcnow(),
@@ -328,29 +374,35 @@ class Store:
         Only the newest `max_images` images carry their bytes; older image parts, and images
         the API refused, come back with `data=None` for the request builder to leave out.
         """
-        async with self._transaction() as connection:
-            conversation_id = await self._conversation_id(connection, key, create=False)
-            if conversation_id is None:
-                return []
-            return await self._history(connection, conversation_id, token_budget, max_images)
+        conversation_id, history = await self._run(
+            self._read_history, key, self._cached_id(key), token_budget, max_images)
+        self._remember(key, conversation_id)
+        return history
 
-    async def _history(
-        self, connection: AsyncConnection, conversation_id: int, token_budget: int,
+    def _read_history(
+        self, connection: Connection, key: ConversationKey, known: int | None,
+        token_budget: int, max_images: int,
+    ) -> tuple[int | None, list[Turn]]:
+        conversation_id = self._conversation_id(connection, key, known, create=False)
+        if conversation_id is None:
+            return None, []
+        return conversation_id, self._history(connection, conversation_id, token_budget,
+                                              max_images)
+
+    def _history(
+        self, connection: Connection, conversation_id: int, token_budget: int,
         max_images: int,
     ) -> list[Turn]:
-        first_id, spent = await self._first_turn_within(connection, conversation_id,
-                                                        token_budget)
+        first_id, spent = self._first_turn_within(connection, conversation_id, token_budget)
         if first_id is None:
             return []
-        rows = (
-            await connection.execute(
-                TURNS_FROM, {"conversation": conversation_id, "first": first_id}
-            )
+        rows = connection.execute(
+            TURNS_FROM, {"conversation": conversation_id, "first": first_id}
         ).all()
         wanted = _newest_image_hashes(rows, max_images)
         images: dict[str, bytes] = {}
         if wanted:
-            found = await connection.execute(
+            found = connection.execute(
                 select(ImageRow.sha256, ImageRow.data)
                 .where(ImageRow.sha256.in_(wanted), ImageRow.refused.is_(False))
             )
@@ -359,8 +411,8 @@ class Store:
         return [_turn_from_row(row, images, trimmed=row.role == Role.TOOL and row.id not in whole)
                 for row in rows]
 
-    async def _first_turn_within(
-        self, connection: AsyncConnection, conversation_id: int, token_budget: int
+    def _first_turn_within(
+        self, connection: Connection, conversation_id: int, token_budget: int
     ) -> tuple[int | None, int]:
         """The oldest turn id of the newest run of turns that fits the budget (tool results
         counted trimmed), and the tokens they cost: read newest first, a page at a time,
@@ -370,9 +422,9 @@ class Store:
         before = 2**62
         size = FIRST_HISTORY_PAGE
         while True:
-            page = (await connection.execute(
+            page = connection.execute(
                 NEWEST_TURNS, {"conversation": conversation_id, "before": before, "page": size}
-            )).all()
+            ).all()
             for turn_id, tokens, role in page:
                 cost = _history_cost(tokens, role)
                 if spent + cost > token_budget:
@@ -388,35 +440,38 @@ class Store:
     async def forget(self, key: ConversationKey) -> int:
         """Delete a conversation's turns, and the images no other turn shows (usage records
         stay); return how many turns went."""
-        async with self._transaction() as connection:
-            conversation_id = await self._conversation_id(connection, key, create=False)
-            if conversation_id is None:
-                return 0
-            turn_ids = select(TurnRow.id).where(TurnRow.conversation_id == conversation_id)
-            shown = list((await connection.execute(
-                select(TurnImageRow.sha256).where(TurnImageRow.turn_id.in_(turn_ids)).distinct()
-            )).scalars())
-            await connection.execute(
-                delete(PlatformMessageRow).where(
-                    PlatformMessageRow.conversation_id == conversation_id
-                )
-            )
-            await connection.execute(delete(TurnImageRow).where(TurnImageRow.turn_id.in_(turn_ids)))
-            result = await connection.execute(
-                delete(TurnRow).where(TurnRow.conversation_id == conversation_id)
-            )
-            if shown:
-                await connection.execute(delete(ImageRow).where(
-                    ImageRow.sha256.in_(shown),
-                    ~exists().where(TurnImageRow.sha256 == ImageRow.sha256),
-                ))
-            return int(result.rowcount or 0)
+        return await self._run(self._forget, key, self._cached_id(key))
+
+    def _forget(self, connection: Connection, key: ConversationKey, known: int | None) -> int:
+        conversation_id = self._conversation_id(connection, key, known, create=False)
+        if conversation_id is None:
+            return 0
+        turn_ids = select(TurnRow.id).where(TurnRow.conversation_id == conversation_id)
+        shown = list(connection.execute(
+            select(TurnImageRow.sha256).where(TurnImageRow.turn_id.in_(turn_ids)).distinct()
+        ).scalars())
+        connection.execute(
+            delete(PlatformMessageRow).where(PlatformMessageRow.conversation_id == conversation_id)
+        )
+        connection.execute(delete(TurnImageRow).where(TurnImageRow.turn_id.in_(turn_ids)))
+        result = connection.execute(
+            delete(TurnRow).where(TurnRow.conversation_id == conversation_id)
+        )
+        if shown:
+            connection.execute(delete(ImageRow).where(
+                ImageRow.sha256.in_(shown),
+                ~exists().where(TurnImageRow.sha256 == ImageRow.sha256),
+            ))
+        return int(result.rowcount or 0)
 
     @_runs_to_completion
     async def has_conversation(self, key: ConversationKey) -> bool:
         """Whether the bot has ever taken part in this conversation."""
-        async with self._transaction() as connection:
-            return await self._conversation_id(connection, key, create=False) is not None
+        if self._cached_id(key) is not None:
+            return True
+        conversation_id = await self._run(self._conversation_id, key, None, create=False)
+        self._remember(key, conversation_id)
+        return conversation_id is not None
 
     @_runs_to_completion
     async def conversation_of_message(
@@ -445,13 +500,10 @@ class Store:
     @_runs_to_completion
     async def channel_settings(self, channel: ChannelKey) -> ChannelSettings:
         """The channel's settings, empty when none were ever set."""
-        async with self._transaction() as connection:
-            return await self._channel_settings(connection, channel)
+        return await self._run(self._channel_settings, channel)
 
-    async def _channel_settings(
-        self, connection: AsyncConnection, channel: ChannelKey
-    ) -> ChannelSettings:
-        row = (await connection.execute(SELECT_SETTINGS, _channel_columns(channel))).first()
+    def _channel_settings(self, connection: Connection, channel: ChannelKey) -> ChannelSettings:
+        row = connection.execute(SELECT_SETTINGS, _channel_columns(channel)).first()
         if row is None:
             return ChannelSettings()
         return ChannelSettings(system_prompt=row[0], parameters=dict(row[1] or {}),
@@ -553,29 +605,39 @@ class Store:
         """Take (or extend) the conversation's lease for `seconds` from `now` (the current
         time by default); False while another holder's lease has not expired."""
         now = utcnow() if now is None else now
-        async with self._transaction() as connection:
-            conversation_id = await self._conversation_id(connection, key, create=True)
-            claim = _upsert(connection, LEASES).values(
-                conversation_id=conversation_id, holder=bounded(holder, 64),
-                expires_at=now + timedelta(seconds=seconds),
-            )
-            taking = claim.on_conflict_do_update(
-                index_elements=["conversation_id"],
-                set_={"holder": claim.excluded.holder, "expires_at": claim.excluded.expires_at},
-                where=(LEASES.c.expires_at < now) | (LEASES.c.holder == holder),
-            ).returning(LEASES.c.holder)
-            taken = (await connection.execute(taking)).scalar_one_or_none()
-        return bool(taken == holder)
+        conversation_id, taken = await self._run(
+            self._claim_lease, key, self._cached_id(key), holder, now + timedelta(seconds=seconds),
+            now)
+        self._remember(key, conversation_id)
+        return taken
+
+    def _claim_lease(self, connection: Connection, key: ConversationKey, known: int | None,
+                     holder: str, expires_at: datetime, now: datetime) -> tuple[int, bool]:
+        conversation_id = self._conversation_id(connection, key, known, create=True)
+        assert conversation_id is not None
+        claim = _upsert(connection, LEASES).values(
+            conversation_id=conversation_id, holder=bounded(holder, 64), expires_at=expires_at,
+        )
+        taking = claim.on_conflict_do_update(
+            index_elements=["conversation_id"],
+            set_={"holder": claim.excluded.holder, "expires_at": claim.excluded.expires_at},
+            where=(LEASES.c.expires_at < now) | (LEASES.c.holder == holder),
+        ).returning(LEASES.c.holder)
+        taken = connection.execute(taking).scalar_one_or_none()
+        return conversation_id, taken == holder
 
     @_runs_to_completion
     async def release_lease(self, key: ConversationKey, holder: str) -> None:
         """Give the conversation's lease back, if `holder` still has it."""
-        async with self._transaction() as connection:
-            conversation_id = await self._conversation_id(connection, key, create=False)
-            await connection.execute(
-                delete(LEASES).where(LEASES.c.conversation_id == conversation_id,
-                                     LEASES.c.holder == holder)
-            )
+        await self._run(self._release_lease, key, self._cached_id(key), holder)
+
+    def _release_lease(self, connection: Connection, key: ConversationKey, known: int | None,
+                       holder: str) -> None:
+        conversation_id = self._conversation_id(connection, key, known, create=False)
+        connection.execute(
+            delete(LEASES).where(LEASES.c.conversation_id == conversation_id,
+                                 LEASES.c.holder == holder)
+        )
 
     @_runs_to_completion
     async def forget_events_before(self, cutoff: datetime) -> int:
@@ -587,9 +649,20 @@ class Store:
             return int(result.rowcount or 0)
 
 
-def _upsert(connection: AsyncConnection, table: Any) -> sqlite.Insert | postgresql.Insert:
+@functools.cache
+def _ignoring_duplicates(dialect: str, table: Any, keys: tuple[str, ...]) -> Any:
+    """INSERT ... ON CONFLICT (`keys`) DO NOTHING for the dialect, built once."""
+    return _dialect_insert(dialect, table).on_conflict_do_nothing(index_elements=keys)
+
+
+def _upsert(
+    connection: AsyncConnection | Connection, table: Any
+) -> sqlite.Insert | postgresql.Insert:
     """The dialect's INSERT, which offers ON CONFLICT (SQLite and PostgreSQL only)."""
-    dialect = connection.dialect.name
+    return _dialect_insert(connection.dialect.name, table)
+
+
+def _dialect_insert(dialect: str, table: Any) -> sqlite.Insert | postgresql.Insert:
     if dialect == "sqlite":
         return sqlite.insert(table)
     if dialect == "postgresql":
