@@ -28,13 +28,15 @@ import io
 import logging
 import re
 from dataclasses import dataclass, field
-
-from PIL import ExifTags, Image, ImageOps
+from typing import TYPE_CHECKING
 
 from bot import defaults
 from bot.conversation import Attachment, ImagePart, Part, TextPart
 from bot.documents import DocumentKind, DocumentReader, document_kind
 from bot.errors import UnusableImage
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +141,8 @@ def normalise_image(
     max_side: int = MAX_IMAGE_SIDE,
 ) -> ImagePart:
     """The image by the rules in this module's docstring; blocking, so run it in a thread."""
+    from PIL import ExifTags, Image  # on first use: most processes never see an image (2 MB)
+
     try:
         image, source = _open(data, mime_type, max_pixels)
         with image:
@@ -178,6 +182,8 @@ def _open(data: bytes, mime_type: str, max_pixels: int) -> tuple[Image.Image, st
         heif = pillow_heif.open_heif(io.BytesIO(data))
         _check_pixels(heif.size, max_pixels)
         return heif.to_pillow(), "HEIF"
+    from PIL import Image
+
     pillow_format = PILLOW_FORMATS[mime_type]
     image = Image.open(io.BytesIO(data), formats=[pillow_format])
     try:
@@ -197,6 +203,8 @@ def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
 
 def _reencode(image: Image.Image, out_format: str, max_side: int) -> bytes:
     """The image upright, within `max_side`, without metadata, in `out_format`."""
+    from PIL import Image, ImageOps
+
     ImageOps.exif_transpose(image, in_place=True)
     if image.has_transparency_data:
         mode = "RGBA"

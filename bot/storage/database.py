@@ -20,9 +20,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-SQLITE_POOL_SIZE = 5
-"""Connections to a SQLite file, each with its own aiosqlite thread. Not one more: a new
-connection for a burst (and its thread) would be closed again when the burst ends."""
+SQLITE_POOL_SIZE = 2
+"""Connections to a SQLite file, each with its own aiosqlite thread and page cache. SQLite
+writes one transaction at a time, and each of the store's is one short hand-off to the
+thread, so two suffice (one reads while the other commits); a burst waits for one instead of
+opening more, which would be closed again (with their threads) when it ends."""
 MIGRATION_LOCK_ID = 0x6D696772
 """PostgreSQL advisory lock taken while migrating (SQLite takes its write lock), so processes
 starting together take turns."""
