@@ -9,8 +9,10 @@ squeezed.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from selectolax.lexbor import LexborHTMLParser, LexborNode
+if TYPE_CHECKING:
+    from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 DROPPED = ("script, style, noscript, template, svg, canvas, iframe, object, embed, nav, "
            "header, footer, aside, form, button, select, dialog, [hidden], "
@@ -24,6 +26,8 @@ BLANK_LINES = re.compile(r"\n{3,}")
 
 def html_text(html: str) -> tuple[str, str]:
     """The page's title and its main text."""
+    from selectolax.lexbor import LexborHTMLParser  # on first use: its library is 2 MB
+
     tree = LexborHTMLParser(html)
     title_node = tree.css_first("title")
     title = _squeeze(title_node.text()) if title_node is not None else ""
