@@ -223,10 +223,10 @@ class Store:
         columns = _key_columns(key)
         found: int | None = connection.scalar(FIND_CONVERSATION, columns)
         if found is None and create:
-            statement = self._insert_ignoring_duplicates(connection, CONVERSATIONS,
-                                                         CONVERSATION_KEY)
-            connection.execute(statement, {**columns, "created_at": utcnow()})
-            found = connection.scalar(FIND_CONVERSATION, columns)
+            statement = _new_conversation(connection.dialect.name)
+            found = connection.scalar(statement, {**columns, "created_at": utcnow()})
+            if found is None:  # another process made it since
+                found = connection.scalar(FIND_CONVERSATION, columns)
         return found
 
     @_runs_to_completion
@@ -655,6 +655,13 @@ class Store:
 def _ignoring_duplicates(dialect: str, table: Any, keys: tuple[str, ...]) -> Any:
     """INSERT ... ON CONFLICT (`keys`) DO NOTHING for the dialect, built once."""
     return _dialect_insert(dialect, table).on_conflict_do_nothing(index_elements=keys)
+
+
+@functools.cache
+def _new_conversation(dialect: str) -> Any:
+    """INSERT of a conversation returning its id (no row if another process made it)."""
+    return _ignoring_duplicates(dialect, CONVERSATIONS, CONVERSATION_KEY).returning(
+        CONVERSATIONS.c.id)
 
 
 def _upsert(
