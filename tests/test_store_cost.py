@@ -1,0 +1,72 @@
+"""What a reply costs the database on SQLite, counted by SQLite itself (a trace of the
+statements each connection runs), so it does not depend on the machine's speed or load: the
+question is one transaction, each save of the answer another, and a known conversation is
+not looked up again."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from bot.conversation import ConversationKey, Role, TextPart, Turn, TurnStatus, Usage
+from bot.storage.database import create_engine, migrate
+from bot.storage.store import Store
+
+KEY = ConversationKey("test", "team", "general", "thread-1")
+
+
+@pytest.fixture
+async def traced(tmp_path: Path) -> AsyncIterator[tuple[Store, list[str]]]:
+    """A store on a SQLite file whose connections note every statement they run."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+    statements: list[str] = []
+
+    def trace(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.driver_connection._conn.set_trace_callback(statements.append)
+
+    await migrate(engine)
+    event.listen(engine.sync_engine, "connect", trace)
+    await engine.dispose()
+    store = Store(engine)
+    yield store, statements
+    await store.close()
+
+
+def commits(statements: list[str]) -> int:
+    return sum(1 for s in statements if s.strip().upper() == "COMMIT")
+
+
+def lookups(statements: list[str]) -> int:
+    return sum(1 for s in statements if s.lstrip().upper().startswith("SELECT CONVERSATIONS.ID"))
+
+
+def answer(text: str, status: TurnStatus, usage: Usage | None = None) -> Turn:
+    return Turn(Role.ASSISTANT, (TextPart(text),), message_ids=("m1",), status=status,
+                usage=usage)
+
+
+async def test_a_reply_is_one_transaction_for_the_question_and_one_per_save(
+    traced: tuple[Store, list[str]],
+) -> None:
+    store, statements = traced
+    question = Turn(Role.USER, (TextPart("hello"),), author_id="u1", author_name="Ann")
+
+    settings, history = await store.add_question(KEY, question, 32_000, 8)
+    assert [t.text for t in history] == ["hello"] and settings.system_prompt is None
+    assert commits(statements) == 1 and lookups(statements) == 1
+
+    statements.clear()
+    turn_id = await store.save_answer(KEY, answer("so far", TurnStatus.INTERRUPTED),
+                                      turn_id=None, billed_to="u1")
+    await store.save_answer(KEY, answer("so far, and the end", TurnStatus.COMPLETE,
+                                        Usage(10, 5, 0)), turn_id=turn_id, billed_to="u1")
+    assert commits(statements) == 2 and lookups(statements) == 0
+
+    stored = await store.history(KEY, 32_000, 8)
+    assert [(t.text, t.status) for t in stored] == [
+        ("hello", TurnStatus.COMPLETE), ("so far, and the end", TurnStatus.COMPLETE)]
+
