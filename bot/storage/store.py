@@ -95,9 +95,16 @@ CONVERSATION_KEY = ("platform", "workspace", "channel", "thread")
 FIND_CONVERSATION = select(CONVERSATIONS.c.id).where(
     *(CONVERSATIONS.c[column] == bindparam(column) for column in CONVERSATION_KEY)
 )
+PLATFORM_MESSAGES = cast(Table, PlatformMessageRow.__table__)
+CONVERSATION_OF_MESSAGE = (
+    select(CONVERSATIONS.c.platform, CONVERSATIONS.c.workspace, CONVERSATIONS.c.channel,
+           CONVERSATIONS.c.thread)
+    .join(PLATFORM_MESSAGES, PLATFORM_MESSAGES.c.conversation_id == CONVERSATIONS.c.id)
+    .where(PLATFORM_MESSAGES.c.platform == bindparam("platform"),
+           PLATFORM_MESSAGES.c.message_id == bindparam("message_id"))
+)
 SETTINGS = cast(Table, ChannelSettingsRow.__table__)
 LEASES = cast(Table, ConversationLeaseRow.__table__)
-PLATFORM_MESSAGES = cast(Table, PlatformMessageRow.__table__)
 SELECT_SETTINGS = select(SETTINGS.c.system_prompt, SETTINGS.c.parameters, SETTINGS.c.tools).where(
     SETTINGS.c.platform == bindparam("platform"),
     SETTINGS.c.workspace == bindparam("workspace"),
@@ -480,24 +487,8 @@ class Store:
         self, platform: str, message_id: str
     ) -> ConversationKey | None:
         """The conversation a platform message belongs to, if the bot stored it."""
-        async with self._transaction() as connection:
-            row = (
-                await connection.execute(
-                    select(
-                        ConversationRow.platform, ConversationRow.workspace,
-                        ConversationRow.channel, ConversationRow.thread,
-                    )
-                    .join(
-                        PlatformMessageRow,
-                        PlatformMessageRow.conversation_id == ConversationRow.id,
-                    )
-                    .where(
-                        PlatformMessageRow.platform == bounded(platform, 32),
-                        PlatformMessageRow.message_id == key_column(message_id, 128),
-                    )
-                )
-            ).first()
-        return ConversationKey(*row) if row is not None else None
+        return await self._run(_conversation_of_message, {
+            "platform": bounded(platform, 32), "message_id": key_column(message_id, 128)})
 
     @_runs_to_completion
     async def channel_settings(self, channel: ChannelKey) -> ChannelSettings:
@@ -559,8 +550,7 @@ class Store:
             UsageRow.user_id == bounded(user_id, 64),
             UsageRow.created_at >= since,
         )
-        async with self._transaction() as connection:
-            return int(await connection.scalar(query) or 0)
+        return int(await self._run(Connection.scalar, query) or 0)
 
     @_runs_to_completion
     async def tokens_used_in_channel(self, channel: ChannelKey, since: datetime) -> int:
@@ -568,8 +558,7 @@ class Store:
         query = select(func.coalesce(func.sum(USAGE_TOKENS), 0)).where(
             *_in_channel(channel), UsageRow.created_at >= since,
         )
-        async with self._transaction() as connection:
-            return int(await connection.scalar(query) or 0)
+        return int(await self._run(Connection.scalar, query) or 0)
 
     @_runs_to_completion
     async def top_users(
@@ -590,16 +579,17 @@ class Store:
     @_runs_to_completion
     async def claim_event(self, platform: str, event_id: str) -> bool:
         """Record an event id; False when it was already recorded (a redelivery)."""
+        row = {"platform": bounded(platform, 32), "event_id": key_column(event_id, 128),
+               "created_at": utcnow()}
         try:
-            async with self._transaction() as connection:
-                statement = self._insert_ignoring_duplicates(
-                    connection, ProcessedEventRow, ("platform", "event_id")
-                ).values(platform=bounded(platform, 32), event_id=key_column(event_id, 128),
-                         created_at=utcnow())
-                result = await connection.execute(statement)
-                return bool(result.rowcount)
+            return await self._run(self._claim_event, row)
         except IntegrityError:
             return False
+
+    def _claim_event(self, connection: Connection, row: dict[str, Any]) -> bool:
+        statement = self._insert_ignoring_duplicates(
+            connection, ProcessedEventRow, ("platform", "event_id"))
+        return bool(connection.execute(statement, row).rowcount)
 
     @_runs_to_completion
     async def claim_lease(self, key: ConversationKey, holder: str, seconds: float,
@@ -655,6 +645,12 @@ class Store:
 def _ignoring_duplicates(dialect: str, table: Any, keys: tuple[str, ...]) -> Any:
     """INSERT ... ON CONFLICT (`keys`) DO NOTHING for the dialect, built once."""
     return _dialect_insert(dialect, table).on_conflict_do_nothing(index_elements=keys)
+
+
+def _conversation_of_message(connection: Connection, message: dict[str, str]
+                             ) -> ConversationKey | None:
+    row = connection.execute(CONVERSATION_OF_MESSAGE, message).first()
+    return ConversationKey(*row) if row is not None else None
 
 
 @functools.cache
