@@ -36,6 +36,7 @@ from bot.conversation import (
 from bot.drawing.pacing import Clock, EditBudget, EditBudgets, Sleep
 from bot.drawing.retry import retry_until_done
 from bot.drawing.surface import (
+    AnswerControlsSurface,
     StatusSurface,
     StreamingSurface,
     Surface,
@@ -66,6 +67,7 @@ __all__ = [
     "MAX_SYSTEM_PROMPT_CHARS",
     "PARAMETERS",
     "WARNING",
+    "AnswerControlsSurface",
     "ApiKeyRejected",
     "Attachment",
     "Author",

@@ -17,17 +17,19 @@ from bot.model.parameters import (
     parse_value,
     validate_system_prompt,
 )
-from bot.storage.store import Store, UsageTotals
+from bot.storage.store import RatingTotals, Store, UsageTotals
 from bot.tools.registry import Toolbox
 
 PROMPT_PREVIEW_CHARS = 500
+RATING_PERIODS = (7, 30)
+"""The periods, in days, over which `usage` counts the answers' 👍 and 👎."""
 
 HELP = """\
 **/gemini commands**
 `show`: this channel's system prompt and settings
 `system <prompt>`: set the system prompt · `system reset`: back to the default
 `set <setting> <value>` · `unset <setting>`: change one setting, or return it to the default
-`reset`: forget this conversation · `usage`: tokens used in this channel
+`reset`: forget this conversation · `usage`: tokens used and answers rated in this channel
 `tools`: the tools I may use here · `tools enable <name>` · `tools disable <name>`
 Changing settings needs channel-manager rights; anyone may look.
 **Settings**
@@ -200,6 +202,9 @@ class Commands:
             f"Last 24 hours: {_totals(day)}",
             f"All time: {_totals(total)}",
         ]
+        for days in RATING_PERIODS:
+            ratings = await self._store.rating_totals(channel, since=timedelta(days=days))
+            lines.append(f"Ratings, last {days} days: {_ratings(ratings)}")
         if self._limits is None:
             return "\n".join(lines)
         since = self._limits.day_start()
@@ -305,6 +310,13 @@ def _totals(totals: UsageTotals) -> str:
     reasoning = f" ({totals.reasoning_tokens:,} reasoning)" if totals.reasoning_tokens else ""
     return (f"{totals.replies:,} replies, {totals.prompt_tokens:,} prompt tokens, "
             f"{totals.completion_tokens:,} answer tokens{reasoning}")
+
+
+def _ratings(totals: RatingTotals) -> str:
+    if not totals.answers:
+        return "none yet"
+    answers = "answer" if totals.answers == 1 else "answers"
+    return f"👍 {totals.up:,} · 👎 {totals.down:,} (on {totals.answers:,} {answers})"
 
 
 def _unquote(value: str) -> str:

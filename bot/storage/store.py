@@ -41,6 +41,7 @@ from bot.storage.schema import (
     ImageRow,
     PlatformMessageRow,
     ProcessedEventRow,
+    RatingRow,
     TurnImageRow,
     TurnRow,
     UsageRow,
@@ -92,6 +93,41 @@ class UsageTotals:
     prompt_tokens: int
     completion_tokens: int
     reasoning_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class RatingTotals:
+    """A channel's ratings over a period."""
+
+    up: int
+    down: int
+    answers: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerContext:
+    """What answering a question needs: the channel's settings and the history to send."""
+
+    settings: ChannelSettings
+    history: list[Turn]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTurn:
+    """A stored turn as a platform message finds it: its conversation, id and role."""
+
+    key: ConversationKey
+    turn_id: int
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """A conversation's newest question and the turns of its answer."""
+
+    question_id: int
+    question: Turn
+    answer_ids: frozenset[int]
 
 
 P = ParamSpec("P")
@@ -226,17 +262,130 @@ class Store:
     @_runs_to_completion
     async def add_question(
         self, key: ConversationKey, turn: Turn, token_budget: int, max_images: int
-    ) -> tuple[ChannelSettings, list[Turn]]:
-        """Store a user's turn and read what answering it needs, in one transaction.
-
-        Returns the channel's settings and the conversation's history (see `history`), which
-        ends with the turn just stored.
-        """
+    ) -> AnswerContext:
+        """Store a user's turn and read what answering it needs, in one transaction: the
+        channel's settings and the conversation's history (see `history`), which ends with
+        the turn just stored."""
         async with self._transaction() as connection:
             conversation_id, _ = await self._insert_turn(connection, key, turn, turn.author_id)
-            settings = await self._channel_settings(connection, key.channel_key)
-            history = await self._history(connection, conversation_id, token_budget, max_images)
-        return settings, history
+            return await self._answer_context(connection, key, conversation_id, token_budget,
+                                              max_images)
+
+    @_runs_to_completion
+    async def answer_again(
+        self, key: ConversationKey, question_id: int, token_budget: int, max_images: int,
+        *, edited: Turn | None = None,
+    ) -> AnswerContext:
+        """Make question `question_id` the conversation's last turn again, in one
+        transaction: every later turn (its answers) is marked superseded, the question's
+        content is replaced by `edited` when given, and what answering it needs is read (as
+        `add_question` does)."""
+        async with self._transaction() as connection:
+            conversation_id = await self._conversation_id(connection, key, create=False)
+            if conversation_id is None:
+                raise StoreUnavailable("The conversation was forgotten meanwhile.")
+            await connection.execute(
+                update(TURNS)
+                .where(TURNS.c.conversation_id == conversation_id, TURNS.c.id > question_id)
+                .values(superseded=True)
+            )
+            if edited is not None:
+                await self._replace_parts(connection, question_id, edited)
+            return await self._answer_context(connection, key, conversation_id, token_budget,
+                                              max_images)
+
+    async def _replace_parts(self, connection: AsyncConnection, turn_id: int, turn: Turn
+                             ) -> None:
+        for image in turn.images:
+            await self._save_image(connection, image)
+        await connection.execute(
+            update(TURNS).where(TURNS.c.id == turn_id).values(
+                parts=[_part_to_json(p) for p in turn.parts], tokens=_turn_tokens(turn))
+        )
+        await connection.execute(delete(TurnImageRow).where(TurnImageRow.turn_id == turn_id))
+        hashes = dict.fromkeys(image.sha256 for image in turn.images)
+        if hashes:
+            await connection.execute(insert(TurnImageRow), [
+                {"turn_id": turn_id, "sha256": sha} for sha in hashes
+            ])
+
+    async def _answer_context(
+        self, connection: AsyncConnection, key: ConversationKey, conversation_id: int,
+        token_budget: int, max_images: int,
+    ) -> AnswerContext:
+        settings = await self._channel_settings(connection, key.channel_key)
+        history = await self._history(connection, conversation_id, token_budget, max_images)
+        return AnswerContext(settings, history)
+
+    @_runs_to_completion
+    async def turn_of_message(self, platform: str, message_id: str) -> StoredTurn | None:
+        """The stored turn a platform message came from or shows, if any."""
+        query = (
+            select(ConversationRow.platform, ConversationRow.workspace, ConversationRow.channel,
+                   ConversationRow.thread, TURNS.c.id, TURNS.c.role)
+            .join(PlatformMessageRow, PlatformMessageRow.conversation_id == ConversationRow.id)
+            .join(TURNS, TURNS.c.id == PlatformMessageRow.turn_id)
+            .where(PlatformMessageRow.platform == bounded(platform, 32),
+                   PlatformMessageRow.message_id == key_column(message_id, 128))
+        )
+        async with self._transaction() as connection:
+            row = (await connection.execute(query)).first()
+        if row is None:
+            return None
+        return StoredTurn(ConversationKey(*row[:4]), int(row[4]), Role(row[5]))
+
+    @_runs_to_completion
+    async def latest_exchange(self, key: ConversationKey) -> Exchange | None:
+        """The conversation's newest question (not superseded) and the ids of the turns
+        after it (its answer's rounds), or None before the first question."""
+        async with self._transaction() as connection:
+            conversation_id = await self._conversation_id(connection, key, create=False)
+            if conversation_id is None:
+                return None
+            live = (TURNS.c.conversation_id == conversation_id) & TURNS.c.superseded.is_(False)
+            question = (await connection.execute(
+                select(TURNS).where(live, TURNS.c.role == Role.USER.value)
+                .order_by(TURNS.c.id.desc()).limit(1)
+            )).first()
+            if question is None:
+                return None
+            answers = (await connection.execute(
+                select(TURNS.c.id).where(live, TURNS.c.id > question.id)
+            )).scalars()
+            return Exchange(int(question.id), _turn_from_row(question, {}),
+                            frozenset(int(a) for a in answers))
+
+    @_runs_to_completion
+    async def rate(self, channel: ChannelKey, turn_id: int, user_id: str, value: int) -> None:
+        """Store a person's rating of an answer (1 or -1), replacing their earlier one."""
+        values = {"value": value, "updated_at": utcnow()}
+        async with self._transaction() as connection:
+            statement = _upsert(connection, RatingRow).values(
+                **_channel_columns(channel), turn_id=turn_id, user_id=bounded(user_id, 64),
+                **values,
+            )
+            await connection.execute(
+                statement.on_conflict_do_update(index_elements=["turn_id", "user_id"],
+                                                set_=values)
+            )
+
+    @_runs_to_completion
+    async def rating_totals(self, channel: ChannelKey, since: timedelta) -> RatingTotals:
+        """The channel's ratings given in the last `since`: 👍 and 👎 counts, answers rated."""
+        columns = _channel_columns(channel)
+        query = select(
+            func.count().filter(RatingRow.value > 0),
+            func.count().filter(RatingRow.value < 0),
+            func.count(func.distinct(RatingRow.turn_id)),
+        ).where(
+            RatingRow.platform == columns["platform"],
+            RatingRow.workspace == columns["workspace"],
+            RatingRow.channel == columns["channel"],
+            RatingRow.updated_at >= datetime.now(UTC) - since,
+        )
+        async with self._transaction() as connection:
+            row = (await connection.execute(query)).one()
+        return RatingTotals(*(int(value or 0) for value in row))
 
     async def _insert_turn(self, connection: AsyncConnection, key: ConversationKey,
                            turn: Turn, billed_to: str) -> tuple[int, int]:
