@@ -340,6 +340,31 @@ class FakeDiscord(DiscordState):
         await self.gateway.dispatch("MESSAGE_CREATE", payload)
         return payload
 
+    async def edit_message(self, message_id: int | str, content: str, *,
+                           mentions_bot: bool = False) -> JSON:
+        """The author edits their message's text (``mentions_bot`` prepends ``<@botid>``):
+        stored with a new ``edited_timestamp``, MESSAGE_UPDATE dispatched with the whole
+        message, as Discord sends it; returns that payload."""
+        msg = self.messages[int(message_id)]
+        if int(msg["author"]["id"]) == self.bot_user.id:
+            raise ValueError("the bot's messages are edited over REST")
+        if mentions_bot and self.bot_user.mention not in content:
+            content = f"{self.bot_user.mention} {content}".rstrip()
+        messages.revise(self, msg, content)
+        payload = render(self, msg, gateway=True)
+        await self.gateway.dispatch("MESSAGE_UPDATE", payload)
+        return payload
+
+    async def add_link_preview(self, message_id: int | str, url: str) -> JSON:
+        """Discord unfurls a link in a message: MESSAGE_UPDATE with an embed added and the
+        text and ``edited_timestamp`` as they were; returns that payload."""
+        msg = self.messages[int(message_id)]
+        msg["embeds"].append({"type": "link", "url": url, "title": url})
+        self.notify()
+        payload = render(self, msg, gateway=True)
+        await self.gateway.dispatch("MESSAGE_UPDATE", payload)
+        return payload
+
     async def slash_command(
         self,
         channel_id: int,
