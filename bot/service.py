@@ -283,7 +283,10 @@ class Service:
                     if self._cutting:
                         raise LimitReached(RESTARTING)
                     await self.limits.check_quotas(key, author)
-                    return await answer()
+                    outcome = await answer()
+            if outcome is not None:
+                await _show_answer_controls(surface, outcome)
+            return outcome
         except _Refusal:
             raise
         except LimitReached as exc:
@@ -475,11 +478,6 @@ class Service:
             log.error("%s: the answer could not be stored", key)
             await _notify(surface, f"{WARNING} The answer could not be saved, so I may not "
                                    "remember it later.")
-        if rendered.message_ids and isinstance(surface, AnswerControlsSurface):
-            try:
-                await surface.show_answer_controls(rendered.message_ids[-1])
-            except Exception:
-                log.exception("%s: could not show the answer's buttons", key)
         return ReplyOutcome(renderer.text, note, status,
                             str(end.error) if end.error else None, rendered.message_ids)
 
@@ -711,6 +709,17 @@ def _ending(end: StreamEnd, stopped: bool, text: str) -> tuple[TurnStatus, str]:
     if not text.strip():
         return TurnStatus.COMPLETE, "(The model returned an empty answer.)"
     return TurnStatus.COMPLETE, FINISH_NOTES.get(end.finish_reason or "", "")
+
+
+async def _show_answer_controls(surface: Surface, outcome: ReplyOutcome) -> None:
+    """Put the buttons on an answer that was shown, once the conversation is free again (a
+    slow platform call holds up no one)."""
+    if not outcome.message_ids or not isinstance(surface, AnswerControlsSurface):
+        return
+    try:
+        await surface.show_answer_controls(outcome.message_ids[-1])
+    except Exception:
+        log.exception("could not show the answer's buttons")
 
 
 async def _notify(surface: Surface, text: str) -> None:
