@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from bot.conversation import Author, ConversationKey
 from bot.errors import InvalidSetting, PermissionRefused, UserFacingError
@@ -17,7 +17,7 @@ from bot.model.parameters import (
     parse_value,
     validate_system_prompt,
 )
-from bot.storage.store import RatingTotals, Store, UsageTotals
+from bot.storage.store import RatingTotals, Store, Summary, UsageTotals
 from bot.tools.registry import Toolbox
 
 PROMPT_PREVIEW_CHARS = 500
@@ -66,7 +66,8 @@ class Commands:
         ))
 
     async def show(self, ctx: CommandContext) -> str:
-        """The channel's system prompt and every setting, marking defaults."""
+        """The channel's system prompt and every setting, marking defaults, and whether this
+        conversation sends a summary of its earlier part."""
         settings = await self._store.channel_settings(ctx.conversation.channel_key)
         if settings.system_prompt is not None:
             prompt = _preview(settings.system_prompt)
@@ -86,6 +87,9 @@ class Commands:
         warning = _sampling_warning(settings)
         if warning:
             lines.append(warning)
+        summary = await self._store.summary_of(ctx.conversation)
+        if summary is not None:
+            lines.append(_summary_line(*summary))
         return "\n".join(lines)
 
     def _tools_line(self, settings: ChannelSettings) -> str:
@@ -172,11 +176,15 @@ class Commands:
         return f"`{spec.name}` unset; the default applies."
 
     async def reset_conversation(self, ctx: CommandContext) -> str:
-        """Forget this conversation's history (settings and usage records stay)."""
+        """Forget this conversation's history and summary (settings and usage records
+        stay)."""
+        summarised = await self._store.summary_of(ctx.conversation) is not None
         removed = await self._store.forget(ctx.conversation)
         if not removed:
             return "There was nothing to forget in this conversation."
-        return f"Forgot this conversation ({removed} messages). The next message starts afresh."
+        summary = " and the summary of its earlier part" if summarised else ""
+        return (f"Forgot this conversation ({removed} messages{summary}). The next message "
+                "starts afresh.")
 
     def _check_bounds(self, name: str, value: object) -> None:
         if name == "model" and value not in self._models:
@@ -277,6 +285,13 @@ def _require_configure(ctx: CommandContext) -> None:
             "Only people who manage this channel (or the bot's admins) can change its "
             "settings. Anyone can use `show`."
         )
+
+
+def _summary_line(summary: Summary, covered: int) -> str:
+    messages = "message" if covered == 1 else "messages"
+    return (f"This conversation: its {covered:,} earlier {messages} are sent as a summary "
+            f"(about {summary.tokens:,} tokens, updated "
+            f"{summary.updated_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC); `reset` forgets it.")
 
 
 def _sampling_warning(settings: ChannelSettings) -> str:

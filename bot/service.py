@@ -45,6 +45,7 @@ from bot.model.prompt import build_request, follow_up
 from bot.model.tokens import estimate_tokens
 from bot.storage.locking import ConversationGate
 from bot.storage.store import AnswerContext, Store
+from bot.summaries import Summarised, Summariser
 from bot.tools.base import ChannelReader, Tool, ToolContext
 from bot.tools.registry import Toolbox
 from bot.tools.runner import ToolRunner, status_line
@@ -89,6 +90,8 @@ class ServiceConfig:
     default_model: str
     default_system_prompt: str = ""
     history_tokens: int = defaults.HISTORY_TOKENS
+    summary_tokens: int = defaults.SUMMARY_TOKENS
+    summary_timeout: float = defaults.SUMMARY_TIMEOUT
     max_images: int = defaults.MAX_IMAGES
     max_attachment_bytes: int = defaults.MAX_ATTACHMENT_BYTES
     max_text_attachment_bytes: int = defaults.MAX_TEXT_ATTACHMENT_BYTES
@@ -166,6 +169,11 @@ class Service:
         self.tools = tools or Toolbox()
         self._runner = ToolRunner(timeout=config.tool_timeout,
                                   result_chars=config.tool_result_chars)
+        self._summaries = Summariser(
+            store, model.stream, model=config.default_model,
+            max_tokens=min(config.summary_tokens, config.max_completion_tokens),
+            history_tokens=config.history_tokens, timeout=config.summary_timeout,
+            metrics=self._metrics)
         self.commands = Commands(
             store, config.default_model, config.default_system_prompt,
             allowed_models=config.models(), max_completion_tokens=config.max_completion_tokens,
@@ -441,7 +449,8 @@ class Service:
         budget: EditBudget | None, context: Callable[[], Awaitable[AnswerContext]],
     ) -> ReplyOutcome:
         asked = await context()
-        settings, history = asked.settings, asked.history
+        settings = asked.settings
+        summarised = await self._summarised(key, author, asked)
         system_prompt = (
             settings.system_prompt
             if settings.system_prompt is not None
@@ -450,8 +459,10 @@ class Service:
         parameters = self._bounded(request_parameters(self._config.default_model, settings))
         reader = surface if isinstance(surface, ChannelReader) else None
         tools = self._offered_tools(parameters, settings.tools, reader is not None)
-        request = build_request(system_prompt, history, parameters,
-                                max_request_bytes=self._config.max_request_bytes)
+        request = build_request(
+            system_prompt, summarised.history, parameters,
+            summary=summarised.summary.text if summarised.summary is not None else None,
+            max_request_bytes=self._config.max_request_bytes)
         renderer = renderer_for(surface, budget, clock=self._clock, sleep=self._sleep)
         reply = _Reply(_Answer(self._store, key, author.id, parameters["model"]),
                        tools, ToolContext(reader))
@@ -480,6 +491,20 @@ class Service:
                                    "remember it later.")
         return ReplyOutcome(renderer.text, note, status,
                             str(end.error) if end.error else None, rendered.message_ids)
+
+    async def _summarised(self, key: ConversationKey, author: Author, asked: AnswerContext
+                          ) -> Summarised:
+        """The summary to send and the turns after it: the stored ones, the summary refreshed
+        first when turns fell out of the history; with summaries off, none, and the whole
+        budget for the turns."""
+        if self._config.summary_tokens <= 0:
+            if asked.summary is None:
+                return Summarised(None, asked.history)
+            return Summarised(None, await self._store.history(
+                key, self._config.history_tokens, self._config.max_images))
+        if not asked.fallen:
+            return Summarised(asked.summary, asked.history)
+        return await self._summaries.refresh(key, author.id, asked)
 
     def _offered_tools(self, parameters: dict[str, Any], switches: Mapping[str, bool],
                        can_read_channel: bool) -> dict[str, Tool]:

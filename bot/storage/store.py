@@ -42,6 +42,7 @@ from bot.storage.schema import (
     PlatformMessageRow,
     ProcessedEventRow,
     RatingRow,
+    SummaryRow,
     TurnImageRow,
     TurnRow,
     UsageRow,
@@ -73,10 +74,14 @@ NEWEST_TURNS = (
 TURNS_FROM = (
     select(TURNS)
     .where(TURNS.c.conversation_id == bindparam("conversation"),
-           TURNS.c.id >= bindparam("first"), TURNS.c.superseded.is_(False))
+           TURNS.c.id >= bindparam("first"), TURNS.c.id < bindparam("before"),
+           TURNS.c.superseded.is_(False))
     .order_by(TURNS.c.id)
 )
+ABOVE_EVERY_TURN = 2**62
+"""An id greater than any turn's: no upper bound on the turns read."""
 SETTINGS = cast(Table, ChannelSettingsRow.__table__)
+SUMMARIES = cast(Table, SummaryRow.__table__)
 LEASES = cast(Table, ConversationLeaseRow.__table__)
 SELECT_SETTINGS = select(SETTINGS.c.system_prompt, SETTINGS.c.parameters, SETTINGS.c.tools).where(
     SETTINGS.c.platform == bindparam("platform"),
@@ -105,11 +110,29 @@ class RatingTotals:
 
 
 @dataclass(frozen=True, slots=True)
+class Summary:
+    """A conversation's running summary: the model's summary of every turn up to and
+    including `covers_turn_id`, what it costs in a request (estimated), when it was written."""
+
+    text: str
+    tokens: int
+    covers_turn_id: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class AnswerContext:
-    """What answering a question needs: the channel's settings and the history to send."""
+    """What answering a question needs: the channel's settings, the conversation's summary
+    and the history to send after it (the turns the summary does not cover, within what the
+    budget leaves), with the ids of those turns."""
 
     settings: ChannelSettings
     history: list[Turn]
+    summary: Summary | None = None
+    turn_ids: tuple[int, ...] = ()
+    fallen: bool = False
+    """Whether turns the summary does not cover fell out of the history (time to fold them
+    into the summary)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,9 +336,105 @@ class Store:
         self, connection: AsyncConnection, key: ConversationKey, conversation_id: int,
         token_budget: int, max_images: int,
     ) -> AnswerContext:
+        """The settings, the summary, and the turns it does not cover that fit what the
+        budget leaves after it; when the newest turn alone leaves no room for the summary, the
+        history without it."""
         settings = await self._channel_settings(connection, key.channel_key)
-        history = await self._history(connection, conversation_id, token_budget, max_images)
-        return AnswerContext(settings, history)
+        summary = await self._summary(connection, conversation_id)
+        covered = summary.covers_turn_id if summary is not None else 0
+        budget = token_budget - (summary.tokens if summary is not None else 0)
+        recent = await self._history(connection, conversation_id, budget, max_images,
+                                     after=covered)
+        fallen = False
+        if summary is not None and not recent:
+            log.info("%s: the newest message leaves no room for the summary; sent without it",
+                     key)
+            summary = None
+            recent = await self._history(connection, conversation_id, token_budget, max_images)
+        elif recent:
+            fallen = await self._turns_between(connection, conversation_id, covered,
+                                               recent[0][0])
+        return AnswerContext(settings, [turn for _, turn in recent], summary,
+                             tuple(turn_id for turn_id, _ in recent), fallen)
+
+    async def _summary(self, connection: AsyncConnection, conversation_id: int
+                       ) -> Summary | None:
+        row = (await connection.execute(
+            select(SUMMARIES.c.text, SUMMARIES.c.tokens, SUMMARIES.c.covers_turn_id,
+                   SUMMARIES.c.updated_at)
+            .where(SUMMARIES.c.conversation_id == conversation_id)
+        )).first()
+        if row is None:
+            return None
+        return Summary(row.text, int(row.tokens), int(row.covers_turn_id),
+                       _aware(row.updated_at))
+
+    async def _turns_between(self, connection: AsyncConnection, conversation_id: int,
+                             after: int, before: int) -> bool:
+        """Whether the conversation has turns (not superseded) with ids between the two."""
+        found = await connection.scalar(select(exists().where(
+            TURNS.c.conversation_id == conversation_id, TURNS.c.id > after,
+            TURNS.c.id < before, TURNS.c.superseded.is_(False),
+        )))
+        return bool(found)
+
+    @_runs_to_completion
+    async def turns_to_summarise(
+        self, key: ConversationKey, after: int, before: int, token_budget: int
+    ) -> list[tuple[int, Turn]]:
+        """The turns (not superseded) with ids between `after` and `before`, the newest that
+        fit `token_budget`, oldest first, with their ids: tool results trimmed as in
+        `history`, images without their bytes."""
+        async with self._transaction() as connection:
+            conversation_id = await self._conversation_id(connection, key, create=False)
+            if conversation_id is None:
+                return []
+            return await self._history(connection, conversation_id, token_budget, 0,
+                                       after=after, before=before)
+
+    @_runs_to_completion
+    async def save_summary(
+        self, key: ConversationKey, text: str, tokens: int, covers_turn_id: int, *,
+        usage: Usage | None = None, model: str = "", billed_to: str = "",
+    ) -> Summary | None:
+        """Store the conversation's new summary of every turn up to `covers_turn_id`, and
+        the `usage` of the request that wrote it (billed to `billed_to`), in one transaction.
+        Returns the summary; None (its usage still recorded) when the conversation was reset
+        meanwhile (no turn after `covers_turn_id` is left)."""
+        async with self._transaction() as connection:
+            conversation_id = await self._conversation_id(connection, key, create=False)
+            if usage is not None:
+                await self._record_usage(connection, key, Turn(
+                    role=Role.ASSISTANT, parts=(), usage=usage, model=model), billed_to)
+            if conversation_id is None or not await connection.scalar(select(exists().where(
+                TURNS.c.conversation_id == conversation_id, TURNS.c.id > covers_turn_id,
+            ))):
+                return None
+            summary = Summary(clean(text), tokens, covers_turn_id, utcnow())
+            values = {"text": summary.text, "tokens": tokens, "covers_turn_id": covers_turn_id,
+                      "updated_at": summary.updated_at}
+            statement = _upsert(connection, SUMMARIES).values(conversation_id=conversation_id,
+                                                              **values)
+            await connection.execute(
+                statement.on_conflict_do_update(index_elements=["conversation_id"], set_=values)
+            )
+            return summary
+
+    @_runs_to_completion
+    async def summary_of(self, key: ConversationKey) -> tuple[Summary, int] | None:
+        """The conversation's summary and how many turns (not superseded) it covers, if it
+        has one."""
+        async with self._transaction() as connection:
+            conversation_id = await self._conversation_id(connection, key, create=False)
+            summary = (None if conversation_id is None
+                       else await self._summary(connection, conversation_id))
+            if summary is None:
+                return None
+            covered = await connection.scalar(select(func.count()).where(
+                TURNS.c.conversation_id == conversation_id,
+                TURNS.c.id <= summary.covers_turn_id, TURNS.c.superseded.is_(False),
+            ))
+            return summary, int(covered or 0)
 
     @_runs_to_completion
     async def turn_of_message(self, platform: str, message_id: str) -> StoredTurn | None:
@@ -481,19 +600,22 @@ class Store:
             conversation_id = await self._conversation_id(connection, key, create=False)
             if conversation_id is None:
                 return []
-            return await self._history(connection, conversation_id, token_budget, max_images)
+            turns = await self._history(connection, conversation_id, token_budget, max_images)
+            return [turn for _, turn in turns]
 
     async def _history(
         self, connection: AsyncConnection, conversation_id: int, token_budget: int,
-        max_images: int,
-    ) -> list[Turn]:
+        max_images: int, *, after: int = 0, before: int = ABOVE_EVERY_TURN,
+    ) -> list[tuple[int, Turn]]:
+        """`history` as (id, turn) pairs, of the turns with ids between `after` and
+        `before` only."""
         first_id, spent = await self._first_turn_within(connection, conversation_id,
-                                                        token_budget)
+                                                        token_budget, after=after, before=before)
         if first_id is None:
             return []
         rows = (
             await connection.execute(
-                TURNS_FROM, {"conversation": conversation_id, "first": first_id}
+                TURNS_FROM, {"conversation": conversation_id, "first": first_id, "before": before}
             )
         ).all()
         wanted = _newest_image_hashes(rows, max_images)
@@ -505,18 +627,22 @@ class Store:
             )
             images = {sha: data for sha, data in found.all()}
         whole = _whole_tool_results(rows, token_budget - spent)
-        return [_turn_from_row(row, images, trimmed=row.role == Role.TOOL and row.id not in whole)
-                for row in rows]
+        return [
+            (int(row.id), _turn_from_row(row, images,
+                                         trimmed=row.role == Role.TOOL and row.id not in whole))
+            for row in rows
+        ]
 
     async def _first_turn_within(
-        self, connection: AsyncConnection, conversation_id: int, token_budget: int
+        self, connection: AsyncConnection, conversation_id: int, token_budget: int, *,
+        after: int = 0, before: int = ABOVE_EVERY_TURN,
     ) -> tuple[int | None, int]:
-        """The oldest turn id of the newest run of turns that fits the budget (tool results
-        counted trimmed), and the tokens they cost: read newest first, a page at a time,
-        stopping at the budget (so a long conversation costs what a short one does)."""
+        """The oldest turn id of the newest run of turns before `before` and after `after`
+        that fits the budget (tool results counted trimmed), and the tokens they cost: read
+        newest first, a page at a time, stopping at the budget (so a long conversation costs
+        what a short one does)."""
         first: int | None = None
         spent = 0
-        before = 2**62
         size = FIRST_HISTORY_PAGE
         while True:
             page = (await connection.execute(
@@ -524,7 +650,7 @@ class Store:
             )).all()
             for turn_id, tokens, role in page:
                 cost = _history_cost(tokens, role)
-                if spent + cost > token_budget:
+                if turn_id <= after or spent + cost > token_budget:
                     return first, spent
                 spent += cost
                 first = turn_id
@@ -535,8 +661,8 @@ class Store:
 
     @_runs_to_completion
     async def forget(self, key: ConversationKey) -> int:
-        """Delete a conversation's turns, and the images no other turn shows (usage records
-        stay); return how many turns went."""
+        """Delete a conversation's turns and summary, and the images no other turn shows
+        (usage records stay); return how many turns went."""
         async with self._transaction() as connection:
             conversation_id = await self._conversation_id(connection, key, create=False)
             if conversation_id is None:
@@ -551,6 +677,9 @@ class Store:
                 )
             )
             await connection.execute(delete(TurnImageRow).where(TurnImageRow.turn_id.in_(turn_ids)))
+            await connection.execute(
+                delete(SUMMARIES).where(SUMMARIES.c.conversation_id == conversation_id)
+            )
             result = await connection.execute(
                 delete(TurnRow).where(TurnRow.conversation_id == conversation_id)
             )
@@ -866,6 +995,11 @@ def _part_to_json(part: Part) -> dict[str, Any]:
     return {"type": "image", "sha256": part.sha256, "mime_type": bounded(part.mime_type, 64)}
 
 
+def _aware(moment: datetime) -> datetime:
+    """A stored time in UTC (SQLite gives it back without its timezone)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def _newest_image_hashes(rows: Sequence[Any], limit: int) -> list[str]:
     hashes: list[str] = []
     for row in reversed(rows):
@@ -891,15 +1025,12 @@ def _turn_from_row(turn: Row[Any], images: dict[str, bytes], *, trimmed: bool = 
         usage = Usage(
             turn.prompt_tokens, turn.completion_tokens or 0, turn.reasoning_tokens or 0
         )
-    created = turn.created_at
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=UTC)
     return Turn(
         role=Role(turn.role),
         parts=tuple(parts),
         author_id=turn.author_id,
         author_name=turn.author_name,
-        created_at=created,
+        created_at=_aware(turn.created_at),
         usage=usage,
         model=turn.model,
         status=TurnStatus(turn.status),
