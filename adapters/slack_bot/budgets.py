@@ -1,12 +1,13 @@
 """Slack's per-method rate limits as shared workspace budgets.
 
 Slack limits each Web API method per app and workspace by tier: chat.startStream and
-chat.stopStream are Tier 2 (about 20 calls a minute), chat.update Tier 3 (about 50),
-chat.appendStream and assistant.threads.setSuggestedPrompts Tier 4 (about 100);
-assistant.threads.setStatus has "special" limits, budgeted here like Tier 3. Every reply in a
-workspace takes its calls of a method from that method's budget, so concurrent answers divide
-the limit instead of each meeting a 429; a 429 pauses the budget for everyone. The budgets
-are the core's edit budgets: shared by every replica through Redis when REDIS_URL is set.
+chat.stopStream are Tier 2 (about 20 calls a minute), chat.update and chat.delete Tier 3
+(about 50), chat.appendStream, chat.postEphemeral and assistant.threads.setSuggestedPrompts
+Tier 4 (about 100); assistant.threads.setStatus has "special" limits, budgeted here like
+Tier 3. Every reply in a workspace takes its calls of a method from that method's budget, so
+concurrent answers divide the limit instead of each meeting a 429; a 429 pauses the budget
+for everyone. The budgets are the core's edit budgets: shared by every replica through Redis
+when REDIS_URL is set.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from bot import Core, EditBudget, EditBudgets, RateLimited
 
 PLATFORM = "slack"
 UPDATE = "chat.update"
+DELETE = "chat.delete"
+EPHEMERAL = "chat.postEphemeral"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,8 @@ METHOD_RATES: Mapping[str, MethodRate] = MappingProxyType({
     "chat.startStream": TIER_2,
     "chat.appendStream": TIER_4,
     "chat.stopStream": TIER_2,
+    DELETE: TIER_3,
+    EPHEMERAL: TIER_4,
     "assistant.threads.setStatus": TIER_3,
     "assistant.threads.setSuggestedPrompts": TIER_4,
 })
