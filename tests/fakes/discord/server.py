@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from tests.fakes.discord import interactions, messages, rest
-from tests.fakes.discord.gateway import Gateway
+from tests.fakes.discord.gateway import Gateway, HandshakeHold
 from tests.fakes.discord.models import (
     API_VERSION,
     EPHEMERAL,
@@ -254,6 +254,26 @@ class FakeDiscord(DiscordState):
 
     async def wait_for_identify(self, count: int = 1, within: float = 5.0) -> None:
         await self.wait_until(lambda: len(self.identifies) >= count, within)
+
+    @property
+    def resumes(self) -> list[JSON]:
+        """Each RESUME received (``session_id`` and ``seq``), answered or not."""
+        return self.gateway.resumes
+
+    async def drop_connection(self, shard_id: int = 0, *, code: int = 4000,
+                              resumable: bool = True) -> None:
+        """Close shard ``shard_id``'s gateway connection (an unsharded client's is shard 0)
+        with ``code``, as Discord does when it moves a session. discord.py RESUMEs on a code
+        other than 1000 and 4004/4010-4014: it gets the events sent meanwhile, then RESUMED;
+        unless ``resumable``, it gets INVALID_SESSION and IDENTIFYs anew. LookupError when no
+        connection serves the shard."""
+        await self.gateway.drop(shard_id, code=code, resumable=resumable)
+
+    def hold_handshakes(self, *, identify: bool = True, resume: bool = True) -> HandshakeHold:
+        """Leave each IDENTIFY (unless ``identify`` is false) and RESUME (unless ``resume`` is)
+        from now on unanswered until ``release()`` of the returned hold (``arrived`` is set
+        once one waits); stopping the fake releases it."""
+        return self.gateway.hold_handshakes(identify=identify, resume=resume)
 
     async def dispatch_message(self, event: str, msg: JSON) -> None:
         """MESSAGE_CREATE / MESSAGE_UPDATE for a stored message (none for an ephemeral one)."""
