@@ -33,7 +33,7 @@ from bot.conversation import (
     TurnStatus,
     Usage,
 )
-from bot.drawing.pacing import Clock, EditBudget, EditBudgets, Sleep
+from bot.drawing.pacing import Clock, EditBudget, EditBudgets, Sleep, TimedEditBudget
 from bot.drawing.retry import retry_until_done
 from bot.drawing.surface import (
     AnswerControlsSurface,
@@ -113,6 +113,7 @@ __all__ = [
     "SurfaceLimits",
     "TextPart",
     "TextStream",
+    "TimedEditBudget",
     "Toolbox",
     "Turn",
     "TurnStatus",

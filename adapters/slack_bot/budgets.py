@@ -15,11 +15,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from types import MappingProxyType
 
 from adapters.common import PlatformTuning
 from adapters.slack_bot.errors import as_surface_errors
-from bot import Core, EditBudget, EditBudgets, RateLimited
+from bot import Core, EditBudget, EditBudgets, RateLimited, TimedEditBudget
 
 PLATFORM = "slack"
 UPDATE = "chat.update"
@@ -97,8 +98,12 @@ class SlackBudgets:
         for method, rate in METHOD_RATES.items():
             self._budgets[method] = core.edit_budgets(f"{PLATFORM}:{method}", rate.rate,
                                                       tuning.edit_period, rate.burst)
+        self._waited = partial(core.metrics.edit_budget_waited, PLATFORM)
 
     def workspace(self, team_id: str) -> WorkspaceBudgets:
-        """The budgets of workspace `team_id`."""
-        return WorkspaceBudgets({method: budgets.for_scope(team_id)
-                                 for method, budgets in self._budgets.items()})
+        """The budgets of workspace `team_id`; every wait for a slot is counted in the edit
+        budget wait metric (chat.update's by the core, which times the renderer's budget)."""
+        return WorkspaceBudgets({
+            method: budget if method == UPDATE else TimedEditBudget(budget, self._waited)
+            for method, budget in ((m, b.for_scope(team_id)) for m, b in self._budgets.items())
+        })
