@@ -33,9 +33,10 @@ from bot.conversation import (
     TurnStatus,
     Usage,
 )
-from bot.drawing.pacing import Clock, EditBudget, EditBudgets, Sleep
+from bot.drawing.pacing import Clock, EditBudget, EditBudgets, Sleep, TimedEditBudget
 from bot.drawing.retry import retry_until_done
 from bot.drawing.surface import (
+    AnswerControlsSurface,
     StatusSurface,
     StreamingSurface,
     Surface,
@@ -66,6 +67,7 @@ __all__ = [
     "MAX_SYSTEM_PROMPT_CHARS",
     "PARAMETERS",
     "WARNING",
+    "AnswerControlsSurface",
     "ApiKeyRejected",
     "Attachment",
     "Author",
@@ -111,6 +113,7 @@ __all__ = [
     "SurfaceLimits",
     "TextPart",
     "TextStream",
+    "TimedEditBudget",
     "Toolbox",
     "Turn",
     "TurnStatus",

@@ -66,6 +66,7 @@ def service_config(settings: Settings) -> ServiceConfig:
         default_model=settings.bot_model,
         default_system_prompt=settings.bot_system_prompt,
         history_tokens=settings.bot_history_tokens,
+        summary_tokens=settings.bot_summary_tokens,
         max_images=settings.bot_max_images,
         max_attachment_bytes=settings.bot_max_attachment_bytes,
         max_text_attachment_bytes=settings.bot_max_text_attachment_bytes,

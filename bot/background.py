@@ -17,10 +17,12 @@ class BackgroundWork:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
-        """Run `work` in the background; a failure is logged with `what`, never lost."""
+        """Run `work` in the background; a failure is logged with `what`, never lost. Work
+        cancelled before it began is closed, never left un-awaited."""
         task = asyncio.create_task(self._guarded(work, what), name=what)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: work.close())
 
     async def idle(self) -> None:
         """Wait until nothing is running (work started meanwhile is waited for too)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from bot.conversation import Author, ConversationKey
 from bot.errors import InvalidSetting, PermissionRefused, UserFacingError
@@ -17,17 +17,19 @@ from bot.model.parameters import (
     parse_value,
     validate_system_prompt,
 )
-from bot.storage.store import Store, UsageTotals
+from bot.storage.store import RatingTotals, Store, Summary, UsageTotals
 from bot.tools.registry import Toolbox
 
 PROMPT_PREVIEW_CHARS = 500
+RATING_PERIODS = (7, 30)
+"""The periods, in days, over which `usage` counts the answers' 👍 and 👎."""
 
 HELP = """\
 **/gemini commands**
 `show`: this channel's system prompt and settings
 `system <prompt>`: set the system prompt · `system reset`: back to the default
 `set <setting> <value>` · `unset <setting>`: change one setting, or return it to the default
-`reset`: forget this conversation · `usage`: tokens used in this channel
+`reset`: forget this conversation · `usage`: tokens used and answers rated in this channel
 `tools`: the tools I may use here · `tools enable <name>` · `tools disable <name>`
 Changing settings needs channel-manager rights; anyone may look.
 **Settings**
@@ -64,7 +66,8 @@ class Commands:
         ))
 
     async def show(self, ctx: CommandContext) -> str:
-        """The channel's system prompt and every setting, marking defaults."""
+        """The channel's system prompt and every setting, marking defaults, and whether this
+        conversation sends a summary of its earlier part."""
         settings = await self._store.channel_settings(ctx.conversation.channel_key)
         if settings.system_prompt is not None:
             prompt = _preview(settings.system_prompt)
@@ -84,6 +87,9 @@ class Commands:
         warning = _sampling_warning(settings)
         if warning:
             lines.append(warning)
+        summary = await self._store.summary_of(ctx.conversation)
+        if summary is not None:
+            lines.append(_summary_line(*summary))
         return "\n".join(lines)
 
     def _tools_line(self, settings: ChannelSettings) -> str:
@@ -170,11 +176,15 @@ class Commands:
         return f"`{spec.name}` unset; the default applies."
 
     async def reset_conversation(self, ctx: CommandContext) -> str:
-        """Forget this conversation's history (settings and usage records stay)."""
+        """Forget this conversation's history and summary (settings and usage records
+        stay)."""
+        summarised = await self._store.summary_of(ctx.conversation) is not None
         removed = await self._store.forget(ctx.conversation)
         if not removed:
             return "There was nothing to forget in this conversation."
-        return f"Forgot this conversation ({removed} messages). The next message starts afresh."
+        summary = " and the summary of its earlier part" if summarised else ""
+        return (f"Forgot this conversation ({removed} messages{summary}). The next message "
+                "starts afresh.")
 
     def _check_bounds(self, name: str, value: object) -> None:
         if name == "model" and value not in self._models:
@@ -200,6 +210,9 @@ class Commands:
             f"Last 24 hours: {_totals(day)}",
             f"All time: {_totals(total)}",
         ]
+        for days in RATING_PERIODS:
+            ratings = await self._store.rating_totals(channel, since=timedelta(days=days))
+            lines.append(f"Ratings, last {days} days: {_ratings(ratings)}")
         if self._limits is None:
             return "\n".join(lines)
         since = self._limits.day_start()
@@ -274,6 +287,13 @@ def _require_configure(ctx: CommandContext) -> None:
         )
 
 
+def _summary_line(summary: Summary, covered: int) -> str:
+    messages = "message" if covered == 1 else "messages"
+    return (f"This conversation: its {covered:,} earlier {messages} are sent as a summary "
+            f"(about {summary.tokens:,} tokens, updated "
+            f"{summary.updated_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC); `reset` forgets it.")
+
+
 def _sampling_warning(settings: ChannelSettings) -> str:
     if "temperature" in settings.parameters and "top_p" in settings.parameters:
         return "Note: temperature and top_p are both set; the API advises adjusting only one."
@@ -305,6 +325,13 @@ def _totals(totals: UsageTotals) -> str:
     reasoning = f" ({totals.reasoning_tokens:,} reasoning)" if totals.reasoning_tokens else ""
     return (f"{totals.replies:,} replies, {totals.prompt_tokens:,} prompt tokens, "
             f"{totals.completion_tokens:,} answer tokens{reasoning}")
+
+
+def _ratings(totals: RatingTotals) -> str:
+    if not totals.answers:
+        return "none yet"
+    answers = "answer" if totals.answers == 1 else "answers"
+    return f"👍 {totals.up:,} · 👎 {totals.down:,} (on {totals.answers:,} {answers})"
 
 
 def _unquote(value: str) -> str:

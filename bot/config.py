@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -100,6 +101,7 @@ class Settings(EnvironmentSettings):
 
     bot_system_prompt: str = ""
     bot_history_tokens: int = Field(defaults.HISTORY_TOKENS, ge=1_000, le=1_000_000)
+    bot_summary_tokens: int = Field(defaults.SUMMARY_TOKENS, ge=0, le=65_536)
     bot_max_images: int = Field(defaults.MAX_IMAGES, ge=0, le=64)
     bot_max_attachment_bytes: int = Field(defaults.MAX_ATTACHMENT_BYTES, ge=1)
     bot_max_text_attachment_bytes: int = Field(defaults.MAX_TEXT_ATTACHMENT_BYTES, ge=0)
@@ -140,6 +142,14 @@ class Settings(EnvironmentSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("one of DEBUG, INFO, WARNING, ERROR")
         return level
+
+    @field_validator("bot_summary_tokens")
+    @classmethod
+    def _summary_tokens(cls, value: int, info: ValidationInfo) -> int:
+        history = info.data.get("bot_history_tokens")
+        if history is not None and value > history // 4:
+            raise ValueError(f"at most a quarter of BOT_HISTORY_TOKENS ({history // 4}), or 0")
+        return value
 
     @field_validator("bot_tools")
     @classmethod

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 MODEL = "gemini-3.1-flash-lite-preview"
 HISTORY_TOKENS = 32_000
+SUMMARY_TOKENS = 800
+SUMMARY_TIMEOUT = 30.0
 MAX_IMAGES = 8
 MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
 MAX_TEXT_ATTACHMENT_BYTES = 64 * 1024

@@ -82,6 +82,10 @@ class Metrics:
             registry=registry)
         self._database_errors = Counter(
             "bot_database_errors", "Database operations that failed.", registry=registry)
+        self._summaries = Counter(
+            "bot_summaries", "Running summaries of long conversations, by outcome: made, or "
+            "failed (the answer went ahead with the summary before).", ["outcome"],
+            registry=registry)
 
     def exposition(self) -> bytes:
         """Every metric in Prometheus' text format (`content_type`)."""
@@ -129,3 +133,7 @@ class Metrics:
     def database_error(self) -> None:
         """Count a failed database operation."""
         self._database_errors.inc()
+
+    def summary_ended(self, made: bool) -> None:
+        """Count a conversation summary made, or one that failed."""
+        self._summaries.labels("made" if made else "failed").inc()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -34,7 +34,7 @@ from bot.conversation import (
 from bot.documents import DocumentReader
 from bot.drawing.pacing import Clock, EditBudget, Sleep, TimedEditBudget
 from bot.drawing.render import Renderer, renderer_for
-from bot.drawing.surface import Surface
+from bot.drawing.surface import AnswerControlsSurface, Surface
 from bot.errors import LimitReached, RequestRejected, StreamInterrupted, UserFacingError
 from bot.limits import Limits, LimitSettings
 from bot.logs import log_context
@@ -44,7 +44,8 @@ from bot.model.parameters import request_parameters
 from bot.model.prompt import build_request, follow_up
 from bot.model.tokens import estimate_tokens
 from bot.storage.locking import ConversationGate
-from bot.storage.store import Store
+from bot.storage.store import AnswerContext, Store
+from bot.summaries import Summarised, Summariser
 from bot.tools.base import ChannelReader, Tool, ToolContext
 from bot.tools.registry import Toolbox
 from bot.tools.runner import ToolRunner, status_line
@@ -63,6 +64,13 @@ FINISH_NOTES = {
     "content_filter": "(The model stopped this answer for safety reasons.)",
     "safety": "(The model stopped this answer for safety reasons.)",
 }
+UNKNOWN_ANSWER = ("I no longer remember that answer (the conversation may have been reset), so "
+                  "there is nothing to do with it.")
+BUSY_REGENERATING = ("An answer is being written here right now: wait for it to end (or press "
+                     "Stop), then regenerate.")
+RATED_UP = "Thanks, noted: 👍."
+RATED_DOWN = ("Thanks, noted: 👎. Whoever sets up this channel sees the ratings in "
+              "`/gemini usage`.")
 MAX_SOURCES = 10
 ROUND_SEPARATOR = "\n\n"
 
@@ -82,6 +90,8 @@ class ServiceConfig:
     default_model: str
     default_system_prompt: str = ""
     history_tokens: int = defaults.HISTORY_TOKENS
+    summary_tokens: int = defaults.SUMMARY_TOKENS
+    summary_timeout: float = defaults.SUMMARY_TIMEOUT
     max_images: int = defaults.MAX_IMAGES
     max_attachment_bytes: int = defaults.MAX_ATTACHMENT_BYTES
     max_text_attachment_bytes: int = defaults.MAX_TEXT_ATTACHMENT_BYTES
@@ -109,6 +119,10 @@ class ReplyOutcome:
     status: TurnStatus
     error: str | None
     message_ids: tuple[str, ...]
+
+
+class _Refusal(Exception):
+    """A click the service refuses; its text is for the clicker alone."""
 
 
 @dataclass(slots=True)
@@ -155,6 +169,11 @@ class Service:
         self.tools = tools or Toolbox()
         self._runner = ToolRunner(timeout=config.tool_timeout,
                                   result_chars=config.tool_result_chars)
+        self._summaries = Summariser(
+            store, model.stream, model=config.default_model,
+            max_tokens=min(config.summary_tokens, config.max_completion_tokens),
+            history_tokens=config.history_tokens, timeout=config.summary_timeout,
+            metrics=self._metrics)
         self.commands = Commands(
             store, config.default_model, config.default_system_prompt,
             allowed_models=config.models(), max_completion_tokens=config.max_completion_tokens,
@@ -242,28 +261,42 @@ class Service:
         self, incoming: Incoming, surface: Surface, budget: EditBudget | None
     ) -> ReplyOutcome | None:
         key = incoming.key
+
+        async def answer() -> ReplyOutcome | None:
+            turn = await self._user_turn(incoming, surface)
+            if turn is None:
+                return None
+            context = partial(self._store.add_question, key, turn,
+                              self._config.history_tokens, self._config.max_images)
+            return await self._answered(key, turn, incoming.author, surface, budget, context)
+
+        return await self._guarded(key, incoming.author, surface, answer,
+                                   event_id=incoming.event_id)
+
+    async def _guarded(
+        self, key: ConversationKey, author: Author, surface: Surface,
+        answer: Callable[[], Awaitable[ReplyOutcome | None]], *, event_id: str | None = None,
+    ) -> ReplyOutcome | None:
+        """Run `answer` once the message passes the limits, holding the conversation and a
+        reply slot; every failure is told on `surface` (a `_Refusal` goes to the caller)."""
         try:
             if not self._accepting:
                 raise LimitReached(RESTARTING)
-            if incoming.event_id and not await self._store.claim_event(
-                key.platform, incoming.event_id
-            ):
-                log.info("%s: event %s was already handled", key, incoming.event_id)
+            if event_id and not await self._store.claim_event(key.platform, event_id):
+                log.info("%s: event %s was already handled", key, event_id)
                 return None
-            self.limits.admit_message(key.platform, incoming.author)
+            self.limits.admit_message(key.platform, author)
             with self.limits.queued(key):
                 async with self._gate.hold(key), self.limits.reply_slot():
                     if self._cutting:
                         raise LimitReached(RESTARTING)
-                    await self.limits.check_quotas(key, incoming.author)
-                    turn = await self._user_turn(incoming, surface)
-                    if turn is None:
-                        return None
-                    timed = None if budget is None else TimedEditBudget(
-                        budget, partial(self._metrics.edit_budget_waited, key.platform),
-                        clock=self._clock)
-                    return await self._measured(key.platform, self._reply(
-                        key, turn, incoming.author, surface, timed))
+                    await self.limits.check_quotas(key, author)
+                    outcome = await answer()
+            if outcome is not None:
+                await _show_answer_controls(surface, outcome)
+            return outcome
+        except _Refusal:
+            raise
         except LimitReached as exc:
             self._metrics.reply_ended(key.platform, REFUSED)
             if not exc.quiet:
@@ -273,9 +306,99 @@ class Service:
             await _notify(surface, f"{WARNING} {exc}")
         except Exception:
             self._metrics.reply_ended(key.platform, FAILED)
-            log.exception("%s: failed to answer message %s", key, incoming.message_id)
+            log.exception("%s: failed to answer", key)
             await _notify(surface, GENERIC_FAILURE)
         return None
+
+    async def _answered(
+        self, key: ConversationKey, question: Turn, author: Author, surface: Surface,
+        budget: EditBudget | None, context: Callable[[], Awaitable[AnswerContext]],
+    ) -> ReplyOutcome:
+        timed = None if budget is None else TimedEditBudget(
+            budget, partial(self._metrics.edit_budget_waited, key.platform), clock=self._clock)
+        return await self._measured(key.platform, self._reply(
+            key, question, author, surface, timed, context))
+
+    async def regenerate(self, key: ConversationKey, message_id: str, user: Author,
+                         surface: Surface, budget: EditBudget | None = None) -> str | None:
+        """Answer the question of the answer shown in `message_id` again, in place of that
+        answer (kept in the store as superseded, no longer sent as history). Returns a text
+        for the clicker alone when refused (not the conversation's latest answer, not the
+        asker or a channel manager, an answer being written here now, an unknown message);
+        None when it answered again on `surface`."""
+        if user.is_bot:
+            return None
+        with self._busy(), log_context(conversation=str(key), platform=key.platform):
+            shown = await self._store.turn_of_message(key.platform, message_id)
+            if shown is None or shown.key != key or shown.role is Role.USER:
+                return UNKNOWN_ANSWER
+            if self._writing(key):
+                return BUSY_REGENERATING
+
+            async def answer() -> ReplyOutcome | None:
+                exchange = await self._store.latest_exchange(key)
+                if exchange is None or shown.turn_id not in exchange.answer_ids:
+                    raise _Refusal("Only the conversation's latest answer can be regenerated.")
+                if user.id != exchange.question.author_id and not user.can_configure:
+                    raise _Refusal("Only the person who asked, or a channel manager, can "
+                                   "regenerate this answer.")
+                log.info("%s: regenerating the answer to turn %d", key, exchange.question_id)
+                context = partial(self._store.answer_again, key, exchange.question_id,
+                                  self._config.history_tokens, self._config.max_images)
+                return await self._answered(key, exchange.question, user, surface, budget,
+                                            context)
+
+            try:
+                await self._guarded(key, user, surface, answer)
+            except _Refusal as refusal:
+                return str(refusal)
+            return None
+
+    async def answer_edited(self, incoming: Incoming, surface: Surface,
+                            budget: EditBudget | None = None) -> ReplyOutcome | None:
+        """A person edited their message `incoming.message_id`. If it is the conversation's
+        latest question and its content changed, the stored question takes the edit and is
+        answered again (its earlier answers superseded); otherwise nothing happens."""
+        key = incoming.key
+        if incoming.author.is_bot or not incoming.message_id:
+            return None
+        with self._busy(), log_context(conversation=str(key), platform=key.platform,
+                                       event_id=incoming.event_id):
+            shown = await self._store.turn_of_message(key.platform, incoming.message_id)
+            if shown is None or shown.key != key or shown.role is not Role.USER:
+                return None
+
+            async def answer() -> ReplyOutcome | None:
+                exchange = await self._store.latest_exchange(key)
+                if (exchange is None or exchange.question_id != shown.turn_id
+                        or exchange.question.author_id != incoming.author.id):
+                    return None
+                turn = await self._user_turn(incoming, surface)
+                if turn is None or _same_content(turn, exchange.question):
+                    return None
+                log.info("%s: question %d was edited; answering it again", key, shown.turn_id)
+                context = partial(self._store.answer_again, key, exchange.question_id,
+                                  self._config.history_tokens, self._config.max_images,
+                                  edited=turn)
+                return await self._answered(key, turn, incoming.author, surface, budget,
+                                            context)
+
+            return await self._guarded(key, incoming.author, surface, answer,
+                                       event_id=incoming.event_id)
+
+    async def rate(self, platform: str, message_id: str, user: Author, value: int) -> str:
+        """Store `user`'s 👍 (1) or 👎 (-1) for the answer shown in `message_id` (a second
+        click replaces the first); return a short text for the clicker alone."""
+        shown = await self._store.turn_of_message(platform, message_id)
+        if shown is None or shown.role is Role.USER:
+            return UNKNOWN_ANSWER
+        await self._store.rate(shown.key.channel_key, shown.turn_id, user.id,
+                               1 if value > 0 else -1)
+        return RATED_UP if value > 0 else RATED_DOWN
+
+    def _writing(self, key: ConversationKey) -> bool:
+        active = self._active.get(key)
+        return active is not None and active.task is not None and not active.task.done()
 
     async def _measured(self, platform: str, reply: Awaitable[ReplyOutcome]) -> ReplyOutcome:
         """Await a reply, counting how it ended and how long it took (cancelled: the bot
@@ -323,11 +446,11 @@ class Service:
 
     async def _reply(
         self, key: ConversationKey, question: Turn, author: Author, surface: Surface,
-        budget: EditBudget | None,
+        budget: EditBudget | None, context: Callable[[], Awaitable[AnswerContext]],
     ) -> ReplyOutcome:
-        settings, history = await self._store.add_question(
-            key, question, self._config.history_tokens, self._config.max_images
-        )
+        asked = await context()
+        settings = asked.settings
+        summarised = await self._summarised(key, author, asked)
         system_prompt = (
             settings.system_prompt
             if settings.system_prompt is not None
@@ -336,8 +459,10 @@ class Service:
         parameters = self._bounded(request_parameters(self._config.default_model, settings))
         reader = surface if isinstance(surface, ChannelReader) else None
         tools = self._offered_tools(parameters, settings.tools, reader is not None)
-        request = build_request(system_prompt, history, parameters,
-                                max_request_bytes=self._config.max_request_bytes)
+        request = build_request(
+            system_prompt, summarised.history, parameters,
+            summary=summarised.summary.text if summarised.summary is not None else None,
+            max_request_bytes=self._config.max_request_bytes)
         renderer = renderer_for(surface, budget, clock=self._clock, sleep=self._sleep)
         reply = _Reply(_Answer(self._store, key, author.id, parameters["model"]),
                        tools, ToolContext(reader))
@@ -366,6 +491,20 @@ class Service:
                                    "remember it later.")
         return ReplyOutcome(renderer.text, note, status,
                             str(end.error) if end.error else None, rendered.message_ids)
+
+    async def _summarised(self, key: ConversationKey, author: Author, asked: AnswerContext
+                          ) -> Summarised:
+        """The summary to send and the turns after it: the stored ones, the summary refreshed
+        first when turns fell out of the history; with summaries off, none, and the whole
+        budget for the turns."""
+        if self._config.summary_tokens <= 0:
+            if asked.summary is None:
+                return Summarised(None, asked.history)
+            return Summarised(None, await self._store.history(
+                key, self._config.history_tokens, self._config.max_images))
+        if not asked.fallen:
+            return Summarised(asked.summary, asked.history)
+        return await self._summaries.refresh(key, author.id, asked)
 
     def _offered_tools(self, parameters: dict[str, Any], switches: Mapping[str, bool],
                        can_read_channel: bool) -> dict[str, Tool]:
@@ -580,6 +719,12 @@ def _sources(urls: list[str]) -> str:
     return "\n\nSources:\n" + "\n".join(f"- <{url}>" for url in shown) + more
 
 
+def _same_content(edited: Turn, stored: Turn) -> bool:
+    """Whether an edited question says what the stored one does (a link preview added)."""
+    return (edited.text == stored.text
+            and [i.sha256 for i in edited.images] == [i.sha256 for i in stored.images])
+
+
 def _ending(end: StreamEnd, stopped: bool, text: str) -> tuple[TurnStatus, str]:
     if stopped:
         return TurnStatus.STOPPED, "(Stopped.)"
@@ -589,6 +734,17 @@ def _ending(end: StreamEnd, stopped: bool, text: str) -> tuple[TurnStatus, str]:
     if not text.strip():
         return TurnStatus.COMPLETE, "(The model returned an empty answer.)"
     return TurnStatus.COMPLETE, FINISH_NOTES.get(end.finish_reason or "", "")
+
+
+async def _show_answer_controls(surface: Surface, outcome: ReplyOutcome) -> None:
+    """Put the buttons on an answer that was shown, once the conversation is free again (a
+    slow platform call holds up no one)."""
+    if not outcome.message_ids or not isinstance(surface, AnswerControlsSurface):
+        return
+    try:
+        await surface.show_answer_controls(outcome.message_ids[-1])
+    except Exception:
+        log.exception("could not show the answer's buttons")
 
 
 async def _notify(surface: Surface, text: str) -> None:

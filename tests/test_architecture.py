@@ -14,7 +14,7 @@ LAYERS = [
     {"drawing"},
     {"model"},
     {"storage"},
-    {"limits", "attachments", "documents", "tools"},
+    {"limits", "attachments", "documents", "tools", "summaries"},
     {"service", "commands"},
     {"app"},
 ]

@@ -57,3 +57,18 @@ async def test_cancel_stops_running_work() -> None:
 
     assert cancelled.is_set()
     await asyncio.wait_for(work.idle(), timeout=1)
+
+
+async def test_work_cancelled_before_it_began_is_closed_not_left_unawaited() -> None:
+    work = BackgroundWork()
+    began: list[str] = []
+
+    async def answer() -> None:
+        began.append("answer")
+
+    coroutine = answer()
+    work.spawn(coroutine, "answer")
+    await work.cancel()
+
+    assert began == []
+    assert coroutine.cr_frame is None

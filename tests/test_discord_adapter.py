@@ -26,18 +26,15 @@ from PIL import Image
 
 from adapters.common import PlatformTuning
 from adapters.discord_bot.app import MAX_RATELIMIT_WAIT, GeminiClient, invite_url, run_discord
+from adapters.discord_bot.controls import rate_custom_id, regenerate_custom_id, stop_custom_id
 from adapters.discord_bot.events import conversation_key
 from adapters.discord_bot.replies import FINISHED
 from adapters.discord_bot.settings import DiscordSettings
-from adapters.discord_bot.surface import (
-    DISCORD_TUNING,
-    DiscordSurface,
-    stop_custom_id,
-)
+from adapters.discord_bot.surface import DISCORD_TUNING, DiscordSurface
 from bot.app import Core, open_core
 from bot.attachments import format_sizes
 from bot.config import Settings
-from bot.conversation import Role, TurnStatus
+from bot.conversation import ConversationKey, Role, TurnStatus
 from bot.drawing.pacing import LocalEditBudget
 from bot.drawing.render import EditRenderer
 from bot.errors import ConfigError
@@ -93,9 +90,10 @@ class Bot:
         if response.type == 4:
             assert response.data is not None
             return str(response.data["content"])
-        assert response.type == 5 and response.message_id is not None
+        message_id = response.message_id
+        assert response.type == 5 and message_id is not None
         message = await self.fake.wait_until(
-            lambda: (m := self.fake.get_message(response.message_id))["content"] and m
+            lambda: (m := self.fake.get_message(message_id))["content"] and m
         )
         assert message["flags"] & 64
         return str(message["content"])
@@ -196,6 +194,23 @@ def components(fake: FakeDiscord, message_id: int | str) -> list[JSON]:
     return list(fake.get_message(message_id)["components"])
 
 
+def custom_ids(fake: FakeDiscord, message_id: int | str) -> list[str]:
+    """The custom ids of a message's buttons, row by row."""
+    return [item["custom_id"] for row in components(fake, message_id)
+            for item in row["components"]]
+
+
+def answer_buttons(key: ConversationKey) -> list[str]:
+    """The custom ids of a finished answer's buttons: Regenerate, 👍, 👎."""
+    return [regenerate_custom_id(key), rate_custom_id(key, 1), rate_custom_id(key, -1)]
+
+
+def stop_buttons_in(fake: FakeDiscord, channel_id: int) -> list[JSON]:
+    """The messages in a channel that carry a Stop button (answers being written)."""
+    return [m for m in fake.message_payloads_in(channel_id)
+            if any(i.startswith("gemini:stop") for i in custom_ids(fake, m["id"]))]
+
+
 # --------------------------------------------------------------------------- conversations
 
 
@@ -224,9 +239,10 @@ async def test_mention_starts_a_thread_and_streams_the_answer_there(
     typing = bot.fake.calls_to("POST", rf"/channels/{thread}/typing")
     assert typing and bot.fake.calls.index(typing[0]) < bot.fake.calls.index(post)
     (answer_id,) = [m["id"] for m in bot.fake.message_payloads_in(thread)]
-    edits = bot.fake.edits_of(answer_id)
-    assert edits[-1].content == answer and edits[-1].payload["components"] == []
-    assert components(bot.fake, answer_id) == []
+    *_, final, buttons = bot.fake.edits_of(answer_id)
+    assert final.payload["content"] == answer and final.payload["components"] == []
+    assert "content" not in buttons.payload
+    assert custom_ids(bot.fake, answer_id) == answer_buttons(key)
 
     turns = await bot.core.store.history(key, 100_000, 8)
     assert [(t.role, t.text) for t in turns] == [
@@ -453,7 +469,9 @@ async def test_a_5000_character_answer_arrives_whole_over_three_messages(
     texts = bot.fake.messages_in(thread)
     assert len(texts) == 3 and all(len(t) <= 2000 for t in texts)
     assert "".join(texts) == answer
-    assert all(components(bot.fake, m["id"]) == [] for m in bot.fake.message_payloads_in(thread))
+    key = conversation_key(bot.fake.guild_id, thread, bot.fake.text_channel_id)
+    assert [custom_ids(bot.fake, m["id"]) for m in bot.fake.message_payloads_in(thread)] == [
+        [], [], answer_buttons(key)], "the buttons are on the answer's last message only"
 
 
 def fence_lines(text: str) -> int:
@@ -596,8 +614,8 @@ async def test_the_stop_button_ends_the_answer_and_keeps_the_text(
     assert shown.endswith("\n\n(Stopped.)") and shown.startswith("word0 word1 ")
     kept = shown.removesuffix("\n\n(Stopped.)")
     assert len(kept) < len("".join(words))
-    assert components(bot.fake, message_id) == []
     key = conversation_key(bot.fake.guild_id, thread, bot.fake.text_channel_id)
+    assert custom_ids(bot.fake, message_id) == answer_buttons(key)
     answer = (await bot.core.store.history(key, 100_000, 8))[-1]
     assert (answer.role, answer.status, answer.text) == (Role.ASSISTANT, TurnStatus.STOPPED,
                                                          kept)
@@ -640,7 +658,8 @@ async def test_a_stop_button_works_in_a_process_that_never_drew_it(
         answer = (await bot.core.store.history(key, 100_000, 8))[-1]
 
     shown = fake.get_message(writing["id"])["content"]
-    assert shown.endswith("\n\n(Stopped.)") and components(fake, writing["id"]) == []
+    assert shown.endswith("\n\n(Stopped.)")
+    assert custom_ids(fake, writing["id"]) == answer_buttons(key)
     assert (answer.status, answer.text) == (TurnStatus.STOPPED,
                                             shown.removesuffix("\n\n(Stopped.)"))
 
@@ -816,8 +835,7 @@ async def test_after_a_restart_the_thread_continues_from_the_database(
                                  mentions_bot=True)
         thread = bot.thread_of(question)
         await fake.send_message(thread, fake.plain_user, "a long one, please")
-        cut = await fake.wait_until(
-            lambda: [m for m in fake.message_payloads_in(thread) if m["components"]])
+        cut = await fake.wait_until(lambda: stop_buttons_in(fake, thread))
     fake.channels[thread]["thread_metadata"]["archived"] = True  # not in the next GUILD_CREATE
 
     async with running(fake, settings) as bot:

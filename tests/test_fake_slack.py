@@ -82,13 +82,17 @@ async def test_web_api_basics(fake: FakeSlack) -> None:
     )
     assert posted["channel"] == "C1"
     assert posted["message"]["bot_id"] == "BBOT"
-    updated = await client.chat_update(channel="C1", ts=posted["ts"], text="the answer")
+    kept = await client.chat_update(channel="C1", ts=posted["ts"], text="not shown")
+    assert kept["text"] == "thinking…", "an update without blocks keeps the message's blocks"
+    updated = await client.chat_update(channel="C1", ts=posted["ts"], text="the answer",
+                                       blocks=[])
     assert updated["text"] == "the answer"
 
     call = fake.calls_of("chat.postMessage")[0]
     assert call.token == fake.bot_token
     assert call.params["blocks"][0]["type"] == "section"  # JSON body kept its structure
-    assert [c.params["text"] for c in fake.calls_of("chat.update")] == ["the answer"]
+    assert [c.params["text"] for c in fake.calls_of("chat.update")] == ["not shown",
+                                                                       "the answer"]
     assert [m.final_text for m in fake.messages("C1", parent["ts"])] == [
         "<@UBOT> question",
         "the answer",
@@ -524,3 +528,108 @@ async def test_a_held_method_waits_until_released(fake: FakeSlack) -> None:
 
     release.set()
     assert (await lookup)["user"]["id"] == PLAIN_USER_ID
+
+
+# --------------------------------------------------------------------------- buttons and edits
+
+
+STOP_BUTTON = {"type": "actions", "elements": [{
+    "type": "button", "action_id": "demo:stop", "value": "slack:T1:C1:1700000000.000100",
+    "text": {"type": "plain_text", "text": "Stop"}}]}
+
+
+async def test_clicks_reach_bolt_over_socket_mode_and_as_signed_forms(fake: FakeSlack) -> None:
+    """A person presses a button a stored message shows: bolt's action listener gets the
+    block_actions payload (from an `interactive` envelope, and from a signed `payload=` form),
+    whose response_url the fake records; a button the message does not show cannot be
+    pressed, nor any button of an app without interactivity."""
+    app = make_app(fake)
+    clicks: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    @app.action("demo:stop")
+    async def on_stop(ack: Any, body: dict[str, Any], respond: Any) -> None:
+        await ack()
+        await respond(text="stopped", response_type="ephemeral", replace_original=False)
+        await clicks.put(body)
+
+    question = fake.app_mention(text="go")
+    posted = await fake.client().chat_postMessage(channel="C1", thread_ts=question["ts"],
+                                                  text="Stop", blocks=[STOP_BUTTON])
+    handler = AsyncSocketModeHandler(app, fake.app_token)
+    try:
+        await handler.connect_async()  # type: ignore[no-untyped-call]
+        envelope = await fake.push_click("C1", posted["ts"], "demo:stop", user=ADMIN_USER_ID)
+        assert await fake.wait_ack(envelope) is None
+        over_socket = await asyncio.wait_for(clicks.get(), 5)
+    finally:
+        await handler.close_async()  # type: ignore[no-untyped-call]
+    body, headers = fake.click_request("C1", posted["ts"], "demo:stop")
+    assert body.startswith("payload=")
+    assert (await app.async_dispatch(bolt_request(body, headers))).status == 200
+    over_http = await asyncio.wait_for(clicks.get(), 5)
+
+    assert fake.envelopes[-1].type == "interactive"
+    for click, user in ((over_socket, ADMIN_USER_ID), (over_http, PLAIN_USER_ID)):
+        assert click["type"] == "block_actions" and click["user"]["id"] == user
+        assert click["container"]["message_ts"] == posted["ts"]
+        assert click["message"]["thread_ts"] == question["ts"]
+        assert click["actions"][0]["value"] == "slack:T1:C1:1700000000.000100"
+    await fake.wait_for(lambda: len(fake.responses) == 2)
+    assert [r.body["text"] for r in fake.responses] == ["stopped", "stopped"]
+    with pytest.raises(AssertionError, match="shows no button"):
+        fake.click_payload("C1", question["ts"], "demo:stop")
+    no_buttons = AppManifest(view="agent", bot_events=frozenset(), bot_scopes=frozenset())
+    async with FakeSlack(manifest=no_buttons) as closed:
+        with pytest.raises(NotSubscribed, match="interactivity"):
+            closed.click_payload("C1", "1700000000.000100", "demo:stop")
+
+
+async def test_blocks_follow_slacks_rules_and_only_stop_stream_takes_them(
+        fake: FakeSlack) -> None:
+    client = fake.client()
+    question = fake.app_mention(text="go", channel="D1")
+    errors = []
+    for blocks in ([{"type": "video_game"}], [{"type": "markdown", "text": "x" * 12_001}],
+                   [{"type": "actions", "elements": [STOP_BUTTON["elements"][0]] * 2}]):
+        with pytest.raises(SlackApiError) as refused:
+            await client.chat_postMessage(channel="D1", text="x", blocks=blocks)
+        errors.append(refused.value.response["error"])
+    assert errors == ["invalid_blocks", "msg_blocks_too_long", "invalid_blocks"]
+
+    started = await client.chat_startStream(channel="D1", thread_ts=question["ts"],
+                                            markdown_text="Hello")
+    for call in (client.chat_appendStream(channel="D1", ts=started["ts"], markdown_text="!",
+                                          blocks=[STOP_BUTTON]),
+                 client.chat_startStream(channel="D1", thread_ts=question["ts"],
+                                         markdown_text="Hi", blocks=[STOP_BUTTON])):
+        with pytest.raises(SlackApiError) as refused:
+            await call
+        assert refused.value.response["error"] == "invalid_arguments"
+    await client.chat_stopStream(channel="D1", ts=started["ts"], blocks=[STOP_BUTTON])
+    message = fake.stored("D1", started["ts"])
+    assert message.final_text == "Hello" and message.blocks is not None
+    assert message.blocks[0]["elements"][0]["action_id"] == "demo:stop"
+
+    await client.chat_delete(channel="D1", ts=started["ts"])
+    assert fake.deleted == [message] and fake.texts("D1") == []
+    with pytest.raises(SlackApiError) as not_bots:
+        await client.chat_delete(channel="D1", ts=question["ts"])
+    assert not_bots.value.response["error"] == "cant_delete_message"
+
+
+async def test_edits_arrive_as_message_changed_events(fake: FakeSlack) -> None:
+    question = fake.message(channel="D1", channel_type="im", text="helo")
+    reply = await fake.client().chat_postMessage(channel="D1", thread_ts=question["ts"],
+                                                 markdown_text="hi")
+    edit = fake.edit("D1", question["ts"], "hello")
+    assert (edit["subtype"], edit["hidden"], edit["channel_type"]) == ("message_changed", True,
+                                                                       "im")
+    assert (edit["previous_message"]["text"], edit["message"]["text"]) == ("helo", "hello")
+    assert edit["message"]["thread_ts"] == question["ts"] and "edited" in edit["message"]
+    assert fake.stored("D1", question["ts"]).text == "hello"
+    own = fake.edit("D1", reply["ts"], "hi there")
+    assert own["message"]["bot_id"] and "edited" not in own["message"]
+    preview = fake.edit("D1", question["ts"], preview=True)
+    assert preview["message"]["text"] == preview["previous_message"]["text"] == "hello"
+    assert preview["message"]["attachments"]
+    fake.event_request(edit)  # the manifest subscribes to message.im

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import discord
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -210,6 +211,7 @@ async def test_metrics_count_a_slack_answer_and_its_api_calls_and_429s(
                  method="users.info") >= 2
     assert value(after, "bot_platform_rate_limited_total", platform="slack",
                  method="users.info") == 1
+    assert value(after, "bot_edit_budget_wait_seconds_count", platform="slack") >= 2
     assert value(after, "bot_replies_in_flight") == 0
     assert value(after, "bot_replies_waiting") == 0
     people = {event["user"], event["team"], event["channel"]}
@@ -298,3 +300,97 @@ async def test_each_core_has_a_registry_of_its_own(
                  outcome="complete") == 1
     assert value(metrics_now(second.metrics), "bot_replies_total", platform="slack",
                  outcome="complete") == 0
+
+
+
+@dataclass
+class DiscordBot:
+    """The bot serving Discord: its readiness, its metrics and a client of its endpoints."""
+
+    readiness: Readiness
+    metrics: Metrics
+    http: httpx.AsyncClient
+
+
+@asynccontextmanager
+async def discord_bot(fake: FakeDiscord, make_settings: Callable[..., Settings]
+                      ) -> AsyncIterator[DiscordBot]:
+    """The bot serving the fake Discord, its HTTP endpoints up, once `/readyz` is 200."""
+    readiness = Readiness()
+    metrics = Metrics()
+    async with http_endpoints(readiness, metrics) as (_, http), \
+            open_core(make_settings(), metrics=metrics) as core:
+        readiness.database_migrated()
+        async with serving(run_discord(core, discord_settings(fake),
+                                       connected=readiness.reporter("discord"))):
+            await until(lambda: readiness.not_ready() == {}, what="READY")
+            yield DiscordBot(readiness, metrics, http)
+
+
+async def mention(fake: FakeDiscord, text: str) -> int:
+    """A person mentions the bot in the text channel; returns the message's (the thread's) id."""
+    question = await fake.send_message(fake.text_channel_id, fake.plain_user, text,
+                                       mentions_bot=True)
+    return int(question["id"])
+
+
+async def answers_complete(bot: DiscordBot, count: int) -> None:
+    await until(lambda: value(metrics_now(bot.metrics), "bot_replies_total",
+                              platform="discord", outcome="complete") == count,
+                what=f"{count} answers complete")
+
+
+async def test_readyz_turns_503_while_a_dropped_discord_shard_resumes_and_200_after(
+    make_settings: Callable[..., Settings], model_api: FakeModelServer,
+) -> None:
+    async with FakeDiscord() as fake, discord_bot(fake, make_settings) as bot:
+        connected = await readyz(bot.http)
+        hold = fake.hold_handshakes()
+        await fake.drop_connection(0, code=4000)
+        await asyncio.wait_for(hold.arrived.wait(), 30)
+        await until(lambda: bot.readiness.not_ready() == {"discord": "connecting"},
+                    what="the shard's disconnect reported")
+        reconnecting = await readyz(bot.http)
+        while_away = await mention(fake, "asked while away")
+        hold.release()
+        await until(lambda: bot.readiness.not_ready() == {}, what="RESUMED")
+        resumed = await readyz(bot.http)
+        after = await mention(fake, "asked after")
+        await answers_complete(bot, 2)
+
+    assert connected == (200, {"database": "migrated", "discord": "connected"})
+    assert reconnecting == (503, {"discord": "connecting"})
+    assert resumed == (200, {"database": "migrated", "discord": "connected"})
+    assert fake.messages_in(while_away) == ["echo: asked while away"]
+    assert fake.messages_in(after) == ["echo: asked after"]
+    assert len(fake.identifies) == 1
+    assert [r["seq"] for r in fake.resumes] == [len(fake.guild_names) + 1]
+
+
+async def test_readyz_turns_503_until_an_invalidated_discord_session_is_ready_again(
+    make_settings: Callable[..., Settings], model_api: FakeModelServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def no_identify_delay(self: object, shard_id: int | None, *, initial: bool = False
+                                ) -> None:
+        return None  # discord.py sleeps 5 s before identifying again, to pace IDENTIFYs
+
+    monkeypatch.setattr(discord.AutoShardedClient, "before_identify_hook", no_identify_delay)
+    async with FakeDiscord() as fake, discord_bot(fake, make_settings) as bot:
+        hold = fake.hold_handshakes(resume=False)
+        await fake.drop_connection(0, code=1001, resumable=False)
+        await asyncio.wait_for(hold.arrived.wait(), 30)
+        await until(lambda: bot.readiness.not_ready() == {"discord": "connecting"},
+                    what="the shard's disconnect reported")
+        reconnecting = await readyz(bot.http)
+        hold.release()
+        await until(lambda: bot.readiness.not_ready() == {}, what="READY again")
+        ready_again = await readyz(bot.http)
+        after = await mention(fake, "asked after")
+        await answers_complete(bot, 1)
+
+    assert reconnecting == (503, {"discord": "connecting"})
+    assert ready_again == (200, {"database": "migrated", "discord": "connected"})
+    assert fake.messages_in(after) == ["echo: asked after"]
+    assert len(fake.resumes) == 1
+    assert len(fake.identifies) == 2

@@ -29,7 +29,7 @@ from tests.fakes.slack import (
     NotSubscribed,
 )
 from tests.support.clock import FakeClock
-from tests.test_slack_adapter import FAST, deliver, running
+from tests.test_slack_adapter import FAST, deliver, drawing_text, running
 
 STREAM_METHODS = ("chat.startStream", "chat.appendStream", "chat.stopStream")
 
@@ -97,9 +97,11 @@ async def test_a_top_level_dm_is_answered_in_its_own_thread_streaming_under_a_st
             order = [c.method for c in fake.calls if c.params.get("channel", c.params.get(
                 "channel_id")) == channel and c.method != "users.info"]
             assert order[0] == "assistant.threads.setStatus", "the status shows first"
-            assert order[-1] == "chat.stopStream"
+            assert order[-3:] == ["chat.stopStream", "chat.delete", "chat.update"], (
+                "the stream ends, then the Stop button gives way to the answer's buttons")
         assert all(s.state == "stopped" for s in fake.streams)
-        assert not fake.calls_of("chat.postMessage") and not fake.calls_of("chat.update")
+        assert not drawing_text(fake, "chat.postMessage")
+        assert not drawing_text(fake, "chat.update")
         dm_thread = ConversationKey("slack", TEAM_ID, "D1", question["ts"])
         assert len(await core.store.history(dm_thread, 100_000, 8)) == 2
 
@@ -133,7 +135,7 @@ async def test_ten_concurrent_long_answers_in_one_workspace_arrive_whole_without
             assert len(texts) == 2 and all(len(t) <= FAST.max_message_chars for t in texts)
         assert len(fake.streams) == 20 and all(s.state == "stopped" for s in fake.streams)
         assert fake.rate_limited_calls == [], "no method was refused"
-        assert not fake.calls_of("chat.update"), "every answer streamed"
+        assert not drawing_text(fake, "chat.update"), "every answer streamed"
 
 
 async def test_a_tight_append_budget_sends_fewer_larger_appends(fake: FakeSlack) -> None:

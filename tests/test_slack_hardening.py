@@ -49,9 +49,13 @@ async def fake() -> AsyncIterator[FakeSlack]:
 
 
 def sent_texts(fake: FakeSlack, *methods: str) -> list[str]:
-    """Every markdown_text the bot sent with these Web API methods, in order."""
-    return [str(call.params["markdown_text"]) for call in fake.calls
-            if call.method in methods and call.params.get("markdown_text")]
+    """Every markdown_text, and text of a markdown block, the bot sent with these Web API
+    methods, in order."""
+    return [str(text) for call in fake.calls if call.method in methods
+            for text in (call.params.get("markdown_text"),
+                         *(b.get("text") for b in call.params.get("blocks") or ()
+                           if b.get("type") == "markdown"))
+            if text]
 
 
 # --------------------------------------------------------------------------- no pings
@@ -102,7 +106,7 @@ async def test_notices_reach_slack_without_mentions(
     (notice, _) = fake.texts("C1", event["ts"])
     assert notice == (f"Skipped <{J}!channel> @{J}here.zip: only images (PNG, JPEG, WebP, GIF, "
                       "HEIC/HEIF), PDF and Word (.docx) documents, and text files are read.")
-    (posted,) = fake.calls_of("chat.postMessage")
+    posted = fake.calls_of("chat.postMessage")[0]  # then the Stop button, under the answer
     assert posted.params["markdown_text"] == notice
 
 

@@ -87,6 +87,16 @@ def test_the_manifest_makes_an_agent_app_within_the_schema() -> None:
     assert [c["command"] for c in features["slash_commands"]] == ["/gemini"]
 
 
+def test_interactivity_brings_the_clicks_in_both_modes() -> None:
+    """The answers' buttons need interactivity; in HTTP mode its request URL is the same
+    /slack/events as the events' (both commented out for Socket Mode)."""
+    settings = manifest()["settings"]
+    assert settings["interactivity"] == {"is_enabled": True}
+    assert settings["socket_mode_enabled"] is True
+    text = MANIFEST_PATH.read_text()
+    assert text.count("# request_url: https://bot.example.com/slack/events") == 2
+
+
 def test_the_bot_events_are_unique_and_known() -> None:
     events = manifest()["settings"]["event_subscriptions"]["bot_events"]
     assert len(events) == len(set(events)) <= MAX_BOT_EVENTS

@@ -1,7 +1,7 @@
 """What a reply costs the database on SQLite, counted by SQLite itself (a trace of the
 statements each connection runs), so it does not depend on the machine's speed or load: the
-question is one transaction, each save of the answer another, and a known conversation is
-not looked up again."""
+question (with the conversation's summary) is one transaction, as is a question answered
+again, each save of the answer another, and a known conversation is not looked up again."""
 
 from __future__ import annotations
 
@@ -55,8 +55,9 @@ async def test_a_reply_is_one_transaction_for_the_question_and_one_per_save(
     store, statements = traced
     question = Turn(Role.USER, (TextPart("hello"),), author_id="u1", author_name="Ann")
 
-    settings, history = await store.add_question(KEY, question, 32_000, 8)
-    assert [t.text for t in history] == ["hello"] and settings.system_prompt is None
+    context = await store.add_question(KEY, question, 32_000, 8)
+    assert [t.text for t in context.history] == ["hello"]
+    assert context.settings.system_prompt is None and context.summary is None
     assert commits(statements) == 1 and lookups(statements) == 1
 
     statements.clear()
@@ -70,3 +71,29 @@ async def test_a_reply_is_one_transaction_for_the_question_and_one_per_save(
     assert [(t.text, t.status) for t in stored] == [
         ("hello", TurnStatus.COMPLETE), ("so far, and the end", TurnStatus.COMPLETE)]
 
+
+
+async def test_the_summary_and_a_regenerated_question_are_read_in_that_one_transaction(
+    traced: tuple[Store, list[str]],
+) -> None:
+    store, statements = traced
+    first = await store.add_question(
+        KEY, Turn(Role.USER, (TextPart("hello"),), author_id="u1"), 32_000, 8)
+    await store.save_answer(KEY, answer("hi", TurnStatus.COMPLETE), turn_id=None,
+                            billed_to="u1")
+    assert await store.save_summary(KEY, "they said hello", 5, first.turn_ids[0]) is not None
+
+    statements.clear()
+    question = Turn(Role.USER, (TextPart("and then?"),), author_id="u1")
+    context = await store.add_question(KEY, question, 32_000, 8)
+    assert context.summary is not None and context.summary.text == "they said hello"
+    assert [t.text for t in context.history] == ["hi", "and then?"]
+    assert commits(statements) == 1 and lookups(statements) == 0
+
+    await store.save_answer(KEY, answer("first try", TurnStatus.COMPLETE), turn_id=None,
+                            billed_to="u1")
+    statements.clear()
+    again = await store.answer_again(KEY, context.turn_ids[-1], 32_000, 8)
+    assert again.summary is not None
+    assert [t.text for t in again.history] == ["hi", "and then?"]
+    assert commits(statements) == 1 and lookups(statements) == 0

@@ -67,8 +67,9 @@ async def test_a_rolled_back_first_write_never_mixes_two_conversations(store: St
 
     with pytest.raises(StoreUnavailable):
         await store.add_question(ann, question("never stored", "boom"), BUDGET, 8)
-    _, bob_history = await store.add_question(bob, question("bob's secret", "Bob"), BUDGET, 8)
-    _, ann_history = await store.add_question(ann, question("ann asks"), BUDGET, 8)
+    bob_history = (await store.add_question(bob, question("bob's secret", "Bob"), BUDGET, 8)
+                   ).history
+    ann_history = (await store.add_question(ann, question("ann asks"), BUDGET, 8)).history
 
     assert [t.text for t in bob_history] == ["bob's secret"]
     assert [t.text for t in ann_history] == ["ann asks"]

@@ -3,9 +3,10 @@
     settings    DISCORD_* variables (light: the launcher reads it for every command)
     app         the client wired to the core, and `run_discord` (imports discord.py)
     events      messages and interactions read in the core's terms: keys, mentions, authors
-    routing     is a message for the bot, and where does its answer go
-    replies     answering a routed message through the core; Stop clicks
-    surface     drawing a reply: post, paced edits, typing, the Stop button
+    routing     is a message (or an edit of one) for the bot, and where does its answer go
+    replies     answering routed messages, edited questions and button clicks through the core
+    surface     drawing a reply: post, paced edits, typing, the answer's buttons
+    controls    the buttons: Stop; Regenerate, 👍, 👎; their custom ids
     errors      Discord's HTTP errors as the core's RateLimited / DeliveryFailed
     access      who may use the bot where, and who may change settings
     files       attachments, downloaded from Discord's hosts only

@@ -1,5 +1,5 @@
-"""The Discord client wired to the core: intents, message tasks, Stop clicks, commands,
-start-up and URLs."""
+"""The Discord client wired to the core: intents, message tasks (new and edited messages,
+Regenerate clicks), button clicks, commands, start-up and URLs."""
 
 from __future__ import annotations
 
@@ -18,10 +18,12 @@ from adapters.common import PlatformTuning, download_cap
 from adapters.discord_bot.access import Access
 from adapters.discord_bot.api_calls import api_call_trace
 from adapters.discord_bot.commands import GeminiCommands
+from adapters.discord_bot.controls import BUTTONS
+from adapters.discord_bot.events import edited_by_a_person
 from adapters.discord_bot.files import DiscordFiles
 from adapters.discord_bot.replies import Replies
 from adapters.discord_bot.settings import DiscordSettings
-from adapters.discord_bot.surface import DISCORD_TUNING, StopButton
+from adapters.discord_bot.surface import DISCORD_TUNING
 from bot import BackgroundWork, ConfigError, ConversationKey, Core
 
 log = logging.getLogger(__name__)
@@ -57,8 +59,10 @@ def invite_url(application_id: int) -> str:
 
 
 class GeminiClient(discord.AutoShardedClient):
-    """discord.py's sharded client with the bot's handlers: each message is answered in its
-    own task, and a Stop click (`StopButton`) reaches `stop_answer`.
+    """discord.py's sharded client with the bot's handlers: each message, each edit of one
+    and each Regenerate click is answered in its own task (tracked: `idle` waits for them,
+    `close` cancels them); the answers' buttons (`controls`) reach `stop_answer`,
+    `regenerate_answer` and `rate_answer`.
 
     It runs the shards DISCORD_SHARD_IDS of DISCORD_SHARD_COUNT, or every shard of the count
     Discord recommends. `options` go to discord.Client (tests pass a short
@@ -103,8 +107,9 @@ class GeminiClient(discord.AutoShardedClient):
         await super().launch_shards()
 
     async def setup_hook(self) -> None:
-        """After login: listen for Stop buttons, sync the commands, log the invite URL."""
-        self.add_dynamic_items(StopButton)
+        """After login: listen for the answers' buttons, sync the commands, log the invite
+        URL."""
+        self.add_dynamic_items(*BUTTONS)
         await self._sync_commands()
         if self.application_id is not None:
             log.info("discord: invite the bot with %s", invite_url(self.application_id))
@@ -141,10 +146,29 @@ class GeminiClient(discord.AutoShardedClient):
         self._work.spawn(self._replies.answer(message, self.user),
                          f"discord: answer to message {message.id}")
 
+    async def on_raw_message_edit(self, update: discord.RawMessageUpdateEvent) -> None:
+        """A message was edited (cached or not): a person's edit goes to the core in the
+        background; other updates are dropped here (see `edited_by_a_person`)."""
+        if self.user is None or not edited_by_a_person(update):
+            return
+        message = update.message
+        self._work.spawn(self._replies.answer_edit(message, self.user),
+                         f"discord: edit of message {message.id}")
+
     async def stop_answer(self, key: ConversationKey | None,
                           interaction: discord.Interaction[Any]) -> None:
         """A Stop click on a reply in conversation `key` (None: an old button without one)."""
         await self._replies.stop(key, interaction)
+
+    async def regenerate_answer(self, key: ConversationKey,
+                                interaction: discord.Interaction[Any]) -> None:
+        """A Regenerate click on an answer in conversation `key`, answered in its own task."""
+        self._work.spawn(self._replies.regenerate(key, interaction),
+                         f"discord: regenerate in {key}")
+
+    async def rate_answer(self, value: int, interaction: discord.Interaction[Any]) -> None:
+        """A 👍 (1) or 👎 (-1) click on an answer."""
+        await self._replies.rate(value, interaction)
 
     async def idle(self) -> None:
         """Wait until every message being answered has its answer."""

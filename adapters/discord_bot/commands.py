@@ -10,7 +10,12 @@ import discord
 from discord import app_commands
 
 from adapters.discord_bot.access import Access
-from adapters.discord_bot.events import interaction_author, key_of_channel, scope_channel_id
+from adapters.discord_bot.events import (
+    interaction_author,
+    interaction_channel,
+    interaction_refusal,
+    key_of_channel,
+)
 from bot import (
     MAX_SYSTEM_PROMPT_CHARS,
     PARAMETERS,
@@ -27,7 +32,6 @@ FIELD_CHARS = 4_000
 """Discord's limit for one text field of a form; long prompts span several fields."""
 FORM_TIMEOUT = 15 * 60.0
 """An unanswered form is forgotten after the interaction token's lifetime."""
-NOT_HERE = "I'm not available to you here: the bot's operator limits it to some channels or roles."
 FAILED = "Something went wrong on my side; nothing was changed. Please try again."
 
 Action = Callable[[CommandContext], Awaitable[str]]
@@ -90,7 +94,7 @@ class GeminiCommands(app_commands.Group):
     @system.command(name="set", description="Set this channel's system prompt (opens a form)")
     async def system_set(self, interaction: discord.Interaction) -> None:
         """Open the form, filled with the current prompt; only for people who may change it."""
-        refusal = self._refusal(interaction)
+        refusal = interaction_refusal(interaction, self._access)
         if refusal is not None:
             await interaction.response.send_message(refusal, ephemeral=True)
             return
@@ -150,14 +154,14 @@ class GeminiCommands(app_commands.Group):
     @app_commands.command(name="help", description="What the /gemini commands do")
     async def help_(self, interaction: discord.Interaction) -> None:
         """The command list."""
-        text = self._refusal(interaction) or Commands.help()
+        text = interaction_refusal(interaction, self._access) or Commands.help()
         await interaction.response.send_message(text, ephemeral=True)
 
     async def _prompt_submitted(self, interaction: discord.Interaction, prompt: str) -> None:
         await self._run(interaction, lambda ctx: self._commands.set_system_prompt(ctx, prompt))
 
     async def _run(self, interaction: discord.Interaction, action: Action) -> None:
-        refusal = self._refusal(interaction)
+        refusal = interaction_refusal(interaction, self._access)
         if refusal is not None:
             await interaction.response.send_message(refusal, ephemeral=True)
             return
@@ -175,27 +179,9 @@ class GeminiCommands(app_commands.Group):
             log.info("%s: /gemini %s by %s", ctx.conversation, _name(interaction), ctx.user.id)
         await interaction.followup.send(text[:MAX_ANSWER_CHARS], ephemeral=True)
 
-    def _refusal(self, interaction: discord.Interaction) -> str | None:
-        """Why the command is refused here (an unserved server or DM, the allow-lists)."""
-        unserved = self._access.unserved_note(interaction.guild_id)
-        if unserved is not None:
-            return unserved
-        user = interaction.user
-        roles = [r.id for r in user.roles] if isinstance(user, discord.Member) else None
-        scope = scope_channel_id(_channel(interaction), interaction.guild_id)
-        return None if self._access.allows(user.id, scope, roles) else NOT_HERE
-
     def _context(self, interaction: discord.Interaction) -> CommandContext:
-        key = key_of_channel(_channel(interaction), interaction.guild_id)
+        key = key_of_channel(interaction_channel(interaction), interaction.guild_id)
         return CommandContext(key, interaction_author(interaction, self._access))
-
-
-def _channel(interaction: discord.Interaction) -> discord.abc.Snowflake:
-    if interaction.channel is not None:
-        return interaction.channel
-    if interaction.channel_id is None:
-        raise ValueError("an interaction without a channel")
-    return discord.Object(interaction.channel_id)
 
 
 def _name(interaction: discord.Interaction) -> str:

@@ -18,6 +18,10 @@ THREAD_NAME_WORDS = 60
 DEFAULT_THREAD_NAME = "Gemini"
 CONVERSATIONAL = (discord.MessageType.default, discord.MessageType.reply)
 """Message types people write; joins, pins and thread notices are not questions."""
+KEY_PATTERN = (rf"{PLATFORM}:(?P<workspace>{DM_WORKSPACE}|\d{{1,20}}):(?P<channel>\d{{1,20}})"
+               r":(?P<thread>\d{1,20})")
+"""A conversation key as it appears in a button's custom id (`str(ConversationKey)`)."""
+NOT_HERE = "I'm not available to you here: the bot's operator limits it to some channels or roles."
 
 
 def conversation_key(
@@ -37,6 +41,11 @@ def key_of_channel(channel: discord.abc.Snowflake, guild_id: int | None) -> Conv
     """The conversation of a discord.py channel (a thread uses its parent's settings)."""
     parent_id = channel.parent_id if isinstance(channel, discord.Thread) else None
     return conversation_key(guild_id, channel.id, parent_id)
+
+
+def key_of_match(match: re.Match[str]) -> ConversationKey:
+    """The conversation key a match of KEY_PATTERN names."""
+    return ConversationKey(PLATFORM, match["workspace"], match["channel"], match["thread"])
 
 
 def scope_channel_id(channel: discord.abc.Snowflake, guild_id: int | None) -> int | None:
@@ -90,6 +99,48 @@ def interaction_author(interaction: discord.Interaction, access: Access) -> Auth
         interaction.user.id, interaction.guild_id, interaction.permissions.manage_channels
     )
     return author_of(interaction.user, can_configure=can_configure)
+
+
+def interaction_channel(interaction: discord.Interaction) -> discord.abc.Snowflake:
+    """The channel, thread or DM a command or click was used in."""
+    if interaction.channel is not None:
+        return interaction.channel
+    if interaction.channel_id is None:
+        raise ValueError("an interaction without a channel")
+    return discord.Object(interaction.channel_id)
+
+
+def interaction_refusal(interaction: discord.Interaction, access: Access) -> str | None:
+    """Why a command or click is refused here (an unserved server or DM, the allow-lists);
+    None when it is not."""
+    unserved = access.unserved_note(interaction.guild_id)
+    if unserved is not None:
+        return unserved
+    user = interaction.user
+    roles = [r.id for r in user.roles] if isinstance(user, discord.Member) else None
+    scope = scope_channel_id(interaction_channel(interaction), interaction.guild_id)
+    return None if access.allows(user.id, scope, roles) else NOT_HERE
+
+
+def edited_by_a_person(update: discord.RawMessageUpdateEvent) -> bool:
+    """Whether a message update is a person's edit that may change what they asked: not a
+    bot's message, stamped as edited, and, when discord.py had the message cached, with other
+    text or files than before. (A link preview added to a message is an update too; it leaves
+    the edit stamp as it was, so a repeat of an earlier edit's event id.)"""
+    message, before = update.message, update.cached_message
+    if message.author.bot or message.edited_at is None:
+        return False
+    return before is None or before.content != message.content or (
+        [a.id for a in before.attachments] != [a.id for a in message.attachments])
+
+
+def edit_event_id(message: discord.Message) -> str | None:
+    """The event id of a person's edit of `message` (`edit:<message id>:<edited time>`, the
+    same for each delivery of one edit); None when the update is no edit of theirs (a link
+    preview added, a bot's message)."""
+    if message.edited_at is None or message.author.bot:
+        return None
+    return f"edit:{message.id}:{message.edited_at.isoformat()}"
 
 
 def where(message: discord.Message) -> str:

@@ -9,6 +9,8 @@
   plain reply in the same channel only, never a forward or a reference from elsewhere.
 - Bots, system messages (joins, pins), servers off DISCORD_GUILD_ALLOWLIST (and DMs with
   DISCORD_ALLOW_DMS off) and people or channels outside the allow-lists get nothing.
+- An edited message matters only if it is a question the bot took in (the database maps it
+  to its conversation); whether it is the latest one is the core's call.
 
 The decision reads the message and the database only (through `Conversations`): fetching a
 thread missing from discord.py's cache, opening threads and answering are `replies`' work.
@@ -103,6 +105,20 @@ async def route(message: discord.Message, channel: MessageableChannel, me: disco
         key = conversation_key(guild.id, message.id, channel.id)
         return Destination(key, channel, reply_to=message, start_thread=True)
     return None
+
+
+async def edited_conversation(message: discord.Message, channel: MessageableChannel,
+                              access: Access, conversations: Conversations
+                              ) -> ConversationKey | None:
+    """The conversation whose question `message` (just edited, in `channel`) is, or None:
+    a message the bot never took in, or a person now outside the allow-lists. Call it for
+    messages `may_be_for_the_bot` kept."""
+    if not _allowed(message, channel, access):
+        return None
+    key = await conversations.conversation_of_message(PLATFORM, str(message.id))
+    if key is None or str(channel.id) not in (key.channel, key.thread):
+        return None
+    return key
 
 
 def plainly_addressed(message: discord.Message, me: discord.ClientUser) -> bool:

@@ -1,17 +1,17 @@
-"""Drawing a reply in a Discord channel: post, paced edits, typing, and the Stop button."""
+"""Drawing a reply in a Discord channel: post, paced edits, typing, and the answer's buttons
+(Stop while it is written; Regenerate, 👍, 👎 once it is finished)."""
 
 from __future__ import annotations
 
 import logging
-import re
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import discord
 
 from adapters.common import PlatformTuning
+from adapters.discord_bot.controls import answer_view, stop_view
 from adapters.discord_bot.errors import as_surface_errors
-from adapters.discord_bot.events import PLATFORM
-from bot import ChannelMessage, ConversationKey, SurfaceLimits
+from bot import ChannelMessage, ConversationKey, EditBudget, RateLimited, SurfaceLimits
 
 log = logging.getLogger(__name__)
 
@@ -21,84 +21,23 @@ DISCORD_TUNING = PlatformTuning(max_message_chars=2_000, min_edit_interval=1.0, 
 5 seconds in a channel or thread (Discord's per-channel bucket), bursts of 2. The final edit
 removes the Stop button."""
 
-STOP_ID = "gemini:stop"
-STOP_TEMPLATE = re.compile(
-    rf"{STOP_ID}(?::{PLATFORM}:(?P<workspace>dm|\d+):(?P<channel>\d+):(?P<thread>\d+))?"
-)
-"""`gemini:stop:<conversation key>`; a bare `gemini:stop` is a button drawn before the key was
-carried (its answer is long over)."""
-
-
-def stop_custom_id(key: ConversationKey | None) -> str:
-    """The Stop button's custom id for a reply in conversation `key` (at most 86 characters
-    with 20-digit ids; Discord allows 100)."""
-    return STOP_ID if key is None else f"{STOP_ID}:{key}"
-
-
-@runtime_checkable
-class StopsAnswers(Protocol):
-    """What a Stop click is handed to: the bot's client (`interaction.client`)."""
-
-    async def stop_answer(self, key: ConversationKey | None,
-                          interaction: discord.Interaction[Any]) -> None:
-        """Stop the answer being written in `key` (None: a button with no key) if the
-        clicker may, and tell them what happened."""
-        ...
-
-
-class StopButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
-                 template=STOP_TEMPLATE):
-    """A reply's Stop button. Its custom id carries the conversation key, so any process of
-    the bot, one started after the button was drawn included, knows what a click means:
-    nothing about the button is kept in memory (register the class with
-    `Client.add_dynamic_items`)."""
-
-    def __init__(self, key: ConversationKey | None) -> None:
-        super().__init__(discord.ui.Button(label="Stop", emoji="⏹️",
-                                           style=discord.ButtonStyle.secondary,
-                                           custom_id=stop_custom_id(key)))
-        self.key = key
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction[Any],
-                             item: discord.ui.Item[Any], match: re.Match[str], /
-                             ) -> StopButton:
-        """The button a click's custom id describes."""
-        if match["thread"] is None:
-            return cls(None)
-        return cls(ConversationKey(PLATFORM, match["workspace"], match["channel"],
-                                   match["thread"]))
-
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        """Hand the click to the client."""
-        client = interaction.client
-        if isinstance(client, StopsAnswers):
-            await client.stop_answer(self.key, interaction)
-        else:
-            log.warning("discord: a Stop click reached a client that cannot stop answers")
-
-
-def stop_view(key: ConversationKey) -> discord.ui.View:
-    """The controls of a message still being written: the Stop button for `key`."""
-    view = discord.ui.View(timeout=None)
-    view.add_item(StopButton(key))
-    return view
-
-
 class DiscordSurface:
     """One reply, in conversation `key`, in one channel, thread or DM.
 
-    Messages still being written carry the Stop button; the final edit removes it.
-    `reply_to` makes the first message a Discord reply to the question (answers outside a
-    thread).
+    Messages still being written carry the Stop button; the final edit removes it, and the
+    answer's last message then gets Regenerate, 👍 and 👎. `reply_to` makes the first message
+    a Discord reply to it (answers outside a thread). `budget` is the channel's edit budget,
+    which the edit that adds the buttons waits for like the renderer's edits.
     """
 
     def __init__(self, channel: discord.abc.Messageable, tuning: PlatformTuning,
-                 key: ConversationKey, reply_to: discord.Message | None = None) -> None:
+                 key: ConversationKey, reply_to: discord.Message | None = None,
+                 budget: EditBudget | None = None) -> None:
         self._channel = channel
         self._limits = tuning.limits
         self._key = key
         self._reply_to = reply_to
+        self._budget = budget
         self._messages: dict[int, discord.Message] = {}
 
     @property
@@ -126,6 +65,20 @@ class DiscordSurface:
                 await message.edit(content=text, view=None)
             else:
                 await message.edit(content=text)
+
+    async def show_answer_controls(self, message_id: str) -> None:
+        """Put Regenerate, 👍 and 👎 on the answer's last message, one edit within the
+        channel's edit budget (a 429 holds the budget back, and the buttons are left out)."""
+        message = self._messages[int(message_id)]
+        if self._budget is not None:
+            await self._budget.acquire()
+        try:
+            with as_surface_errors("adding the answer's buttons"):
+                await message.edit(view=answer_view(self._key))
+        except RateLimited as limited:
+            if self._budget is not None:
+                await self._budget.pause(limited.retry_after)
+            raise
 
     async def show_progress(self) -> None:
         """Show "is typing…" (Discord shows it for about 10 seconds)."""

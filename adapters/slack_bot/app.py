@@ -18,9 +18,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.common import PlatformTuning, download_cap
 from adapters.slack_bot.access import People
 from adapters.slack_bot.budgets import SlackBudgets
+from adapters.slack_bot.clicks import Clicks
 from adapters.slack_bot.client import web_client
 from adapters.slack_bot.commands import SlashCommands
-from adapters.slack_bot.events import is_ssl_check, request_problem
+from adapters.slack_bot.events import is_ssl_check, payloadless_form, request_problem
 from adapters.slack_bot.files import SlackFiles
 from adapters.slack_bot.listeners import Listeners
 from adapters.slack_bot.replies import Replies
@@ -62,7 +63,8 @@ class SlackBot:
         budgets = SlackBudgets(core, tuning)
         replies = Replies(core.service, client, people, files, tuning, budgets)
         commands = SlashCommands(core.service.commands, people)
-        Listeners(core.service, client, replies, commands, budgets,
+        clicks = Clicks(core.service, client, people, replies, budgets)
+        Listeners(core.service, client, replies, commands, clicks, budgets,
                   self._work.spawn).register(self.app)
 
     async def receive(self, request: web.Request) -> web.Response:
@@ -70,6 +72,9 @@ class SlackBot:
 
         A body that is not UTF-8 or not a Slack payload gets 400, a missing or wrong signature
         (or a timestamp that is not a number) 401; each is one log line, not a traceback.
+        bolt reads any form whose text contains "payload" as a click's `payload=` form, so a
+        slash command that says "payload" would reach it empty: such a form goes to bolt
+        read here, its signature already checked (bolt checks none on a read body).
         """
         raw = await request.read()
         try:
@@ -81,9 +86,11 @@ class SlackBot:
         problem = request_problem(body, request.headers.get("Content-Type"))
         if problem is not None:
             return _refused(request, 400, problem)
+        fields = payloadless_form(body, request.headers.get("Content-Type"))
         try:
-            bolt_request = AsyncBoltRequest(body=body, query=request.query_string,
-                                            headers=dict(request.headers))
+            bolt_request = AsyncBoltRequest(
+                body=body if fields is None else fields, query=request.query_string,
+                headers=dict(request.headers), mode="http" if fields is None else "socket_mode")
         except (ValueError, TypeError, AttributeError, KeyError) as exc:
             return _refused(request, 400, f"bolt cannot read it ({type(exc).__name__})")
         return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))

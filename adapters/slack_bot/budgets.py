@@ -1,12 +1,13 @@
 """Slack's per-method rate limits as shared workspace budgets.
 
 Slack limits each Web API method per app and workspace by tier: chat.startStream and
-chat.stopStream are Tier 2 (about 20 calls a minute), chat.update Tier 3 (about 50),
-chat.appendStream and assistant.threads.setSuggestedPrompts Tier 4 (about 100);
-assistant.threads.setStatus has "special" limits, budgeted here like Tier 3. Every reply in a
-workspace takes its calls of a method from that method's budget, so concurrent answers divide
-the limit instead of each meeting a 429; a 429 pauses the budget for everyone. The budgets
-are the core's edit budgets: shared by every replica through Redis when REDIS_URL is set.
+chat.stopStream are Tier 2 (about 20 calls a minute), chat.update and chat.delete Tier 3
+(about 50), chat.appendStream, chat.postEphemeral and assistant.threads.setSuggestedPrompts
+Tier 4 (about 100); assistant.threads.setStatus has "special" limits, budgeted here like
+Tier 3. Every reply in a workspace takes its calls of a method from that method's budget, so
+concurrent answers divide the limit instead of each meeting a 429; a 429 pauses the budget
+for everyone. The budgets are the core's edit budgets: shared by every replica through Redis
+when REDIS_URL is set.
 """
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from types import MappingProxyType
 
 from adapters.common import PlatformTuning
 from adapters.slack_bot.errors import as_surface_errors
-from bot import Core, EditBudget, EditBudgets, RateLimited
+from bot import Core, EditBudget, EditBudgets, RateLimited, TimedEditBudget
 
 PLATFORM = "slack"
 UPDATE = "chat.update"
+DELETE = "chat.delete"
+EPHEMERAL = "chat.postEphemeral"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,8 @@ METHOD_RATES: Mapping[str, MethodRate] = MappingProxyType({
     "chat.startStream": TIER_2,
     "chat.appendStream": TIER_4,
     "chat.stopStream": TIER_2,
+    DELETE: TIER_3,
+    EPHEMERAL: TIER_4,
     "assistant.threads.setStatus": TIER_3,
     "assistant.threads.setSuggestedPrompts": TIER_4,
 })
@@ -92,8 +98,12 @@ class SlackBudgets:
         for method, rate in METHOD_RATES.items():
             self._budgets[method] = core.edit_budgets(f"{PLATFORM}:{method}", rate.rate,
                                                       tuning.edit_period, rate.burst)
+        self._waited = partial(core.metrics.edit_budget_waited, PLATFORM)
 
     def workspace(self, team_id: str) -> WorkspaceBudgets:
-        """The budgets of workspace `team_id`."""
-        return WorkspaceBudgets({method: budgets.for_scope(team_id)
-                                 for method, budgets in self._budgets.items()})
+        """The budgets of workspace `team_id`; every wait for a slot is counted in the edit
+        budget wait metric (chat.update's by the core, which times the renderer's budget)."""
+        return WorkspaceBudgets({
+            method: budget if method == UPDATE else TimedEditBudget(budget, self._waited)
+            for method, budget in ((m, b.for_scope(team_id)) for m, b in self._budgets.items())
+        })

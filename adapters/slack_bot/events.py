@@ -1,4 +1,4 @@
-"""Reading Slack payloads (events, slash commands) into plain values; pure functions only."""
+"""Reading Slack payloads (events, edits, slash commands) into plain values; pure functions only."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ MESSAGES_TAB = "messages"
 
 ANSWERED_SUBTYPES = (None, "file_share", "thread_broadcast")
 """Message subtypes written by a person; edits, deletions, joins and bot posts are noise."""
+EDITED = "message_changed"
+"""The subtype of the `message` event that tells of an edit (`parse_edit`)."""
 
 SLACK_MARKUP = re.compile(r"<([^<>]*)>")
 
@@ -153,6 +155,33 @@ def parse_message(body: Mapping[str, Any], bot_user_id: str) -> SlackMessage | N
     )
 
 
+def parse_edit(body: Mapping[str, Any], bot_user_id: str) -> SlackMessage | None:
+    """The new version of a person's message in a `message_changed` event; None for a bot's
+    edit (the bot's own edits of its answers included), for an edit that changed neither
+    text nor files (Slack adding a link preview, or a thread's reply count), and for noise.
+
+    The message is read as `parse_message` reads a new one; its event id is the event's
+    (unique per edit, kept by Slack's retries).
+    """
+    event = body.get("event")
+    if not isinstance(event, Mapping) or event.get("type") != "message" \
+            or event.get("subtype") != EDITED:
+        return None
+    new, old = event.get("message"), event.get("previous_message")
+    if not isinstance(new, Mapping) or new.get("subtype") not in ANSWERED_SUBTYPES \
+            or new.get("bot_id"):
+        return None
+    if isinstance(old, Mapping) and (old.get("text"), _file_ids(old)) == (new.get("text"),
+                                                                          _file_ids(new)):
+        return None
+    edited = _mapping(new.get("edited"))
+    event_id = _text(body.get("event_id")) or (
+        f"edit:{_text(event.get('channel'))}:{_text(new.get('ts'))}:{_text(edited.get('ts'))}")
+    message = {**new, "channel": event.get("channel"), "channel_type": event.get("channel_type"),
+               "type": "message", "subtype": None}
+    return parse_message({**body, "event": message, "event_id": event_id}, bot_user_id)
+
+
 def parse_home_opened(body: Mapping[str, Any]) -> HomeOpened | None:
     """The visit an `app_home_opened` event reports, if the payload is complete."""
     event = body.get("event")
@@ -187,6 +216,21 @@ def is_ssl_check(body: str) -> bool:
     return dict(parse_qsl(body)).get("ssl_check") == "1"
 
 
+def payloadless_form(body: str, content_type: str | None) -> dict[str, str] | None:
+    """The fields of a form body (a slash command) that has no `payload` field but says
+    "payload" somewhere, which bolt would misread as a click's form; None for any other."""
+    if "payload" not in body or _is_json(body, content_type):
+        return None
+    fields = dict(parse_qsl(body, keep_blank_values=True))
+    return None if "payload" in fields else fields
+
+
+def _is_json(body: str, content_type: str | None) -> bool:
+    """Whether bolt reads `body` as JSON (by its content type, or its first character)."""
+    return (content_type or "").split(";")[0].strip().lower() == "application/json" \
+        or body.startswith("{")
+
+
 def request_problem(body: str, content_type: str | None) -> str | None:
     """Why an HTTP request body cannot be a Slack event, command or action; None if it can.
 
@@ -194,8 +238,7 @@ def request_problem(body: str, content_type: str | None) -> str | None:
     form that carries a slash command, an action's JSON `payload` or Slack's `ssl_check`.
     The fields bolt reaches into (`event`, `authorizations`) must have the right shape.
     """
-    if (content_type or "").split(";")[0].strip().lower() == "application/json" \
-            or body.startswith("{"):
+    if _is_json(body, content_type):
         text, what = body, "the body"
     else:
         fields = dict(parse_qsl(body, keep_blank_values=True))
@@ -217,6 +260,16 @@ def request_problem(body: str, content_type: str | None) -> str | None:
             isinstance(item, dict) for item in authorizations):
         return "its authorizations are not a list of objects"
     return None
+
+
+def _file_ids(message: Mapping[str, Any]) -> list[str]:
+    files = message.get("files")
+    return [_text(f.get("id")) for f in files if isinstance(f, Mapping)] \
+        if isinstance(files, list) else []
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def _text(value: Any) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -53,20 +54,33 @@ class SlackStream:
     stream; at once, if the stream expired (`EXPIRED`); after stopping the stream
     (chat.stopStream) on any other error, so the message never stays streaming. Text is
     streamed `quiet`; a tail that more text could still turn into a mention (`<!chan`, `@her`)
-    waits for that text or for the end.
+    waits for that text or for the end. `started` is awaited once the message is there
+    (streaming or posted) unless it is finished at once; it must not raise.
     """
 
     def __init__(self, client: AsyncWebClient, place: Place, budgets: WorkspaceBudgets,
-                 opening: str, *, sleep: Sleep = asyncio.sleep) -> None:
+                 opening: str, *, sleep: Sleep = asyncio.sleep,
+                 started: Callable[[], Awaitable[None]] | None = None) -> None:
         self._client = client
         self._place = place
         self._budgets = budgets
         self._sleep = sleep
+        self._started = started
         self._text = opening
         self._streamed = ""
         self._ts: str | None = None
         self._mode = Mode.STREAMING
         self._shown = ""
+
+    @property
+    def ts(self) -> str | None:
+        """The message's ts, once Slack has it."""
+        return self._ts
+
+    @property
+    def text(self) -> str:
+        """All the text given to the message (before `quiet`)."""
+        return self._text
 
     async def append(self, text: str) -> None:
         """Take `text` for the end of the message and send what Slack allows now."""
@@ -122,6 +136,8 @@ class SlackStream:
                 )
             self._ts = str(response["ts"])
             self._streamed += piece
+            if not stop:  # a message finished in this very call needs no Stop
+                await self._on_start()
         if not stop:
             await self._append(self._ts, final=False)
             return self._ts
@@ -171,6 +187,11 @@ class SlackStream:
                     raise
         self._mode = Mode.EDITING
 
+    async def _on_start(self) -> None:
+        if self._started is not None:
+            started, self._started = self._started, None
+            await started()
+
     async def _show(self) -> str:
         if self._ts is None:
             with as_surface_errors():
@@ -179,6 +200,7 @@ class SlackStream:
                     markdown_text=quiet(self._text),
                 )
             self._ts, self._shown = str(response["ts"]), self._text
+            await self._on_start()
         elif self._text != self._shown:
             async with self._budgets.slot(UPDATE):
                 await self._client.chat_update(

@@ -79,3 +79,12 @@ class StatusSurface(Surface, Protocol):
     async def show_status(self, text: str) -> None:
         """Show `text` as the reply's status; "" clears it."""
         ...
+
+
+@runtime_checkable
+class AnswerControlsSurface(Surface, Protocol):
+    """A surface that puts buttons on a finished answer (Regenerate, 👍, 👎)."""
+
+    async def show_answer_controls(self, message_id: str) -> None:
+        """Put a finished answer's buttons on `message_id`, the answer's last message."""
+        ...

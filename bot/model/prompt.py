@@ -3,7 +3,12 @@
 Tool turns follow the API's rules: an assistant message that called tools is followed by one
 tool message per call. So a tool result whose call is not in the history (the window began
 between them) is left out, and a call whose result was never stored (the bot stopped while
-the tool ran) gets a result saying so."""
+the tool ran) gets a result saying so.
+
+A conversation's running summary of its earlier turns ends the system message: Gemini's
+OpenAI-compatible API takes system messages as its system instruction, and a message of its
+own among the turns would break their user/assistant order and read as something someone
+said now. Its heading marks it as background written from earlier messages, not instructions."""
 
 from __future__ import annotations
 
@@ -15,9 +20,15 @@ from typing import Any, cast
 from bot import defaults
 from bot.conversation import ImagePart, Role, TextPart, Turn
 from bot.model.llm import ChatMessage, ChatRequest, ImageContent, TextContent
+from bot.model.tokens import estimate_tokens
 
 OMITTED_IMAGE = "[an earlier image, not sent again]"
 MISSING_RESULT = "(no result: the tool did not finish)"
+SUMMARY_HEADING = (
+    "Summary of the earlier part of this conversation, which no longer fits in what is sent "
+    "to you (written by this bot from those messages; background for the messages that "
+    "follow, not instructions):"
+)
 
 Position = tuple[int, int]
 """Where an image is in the turns: the index of its turn, then of the part in that turn."""
@@ -25,15 +36,19 @@ Position = tuple[int, int]
 
 def build_request(
     system_prompt: str, turns: Sequence[Turn], parameters: dict[str, Any], *,
-    max_request_bytes: int = defaults.MAX_REQUEST_BYTES,
+    summary: str | None = None, max_request_bytes: int = defaults.MAX_REQUEST_BYTES,
 ) -> ChatRequest:
-    """The request: the system prompt, then each turn, with images as base64 data: URLs.
+    """The request: the system prompt (followed by the conversation's `summary` of its
+    earlier turns, under a heading saying so), then each turn, with images as base64 data:
+    URLs.
 
     Images go newest first for as long as the JSON body stays within `max_request_bytes` (an
     estimate that errs high); the first one that does not fit and every older one become a
     note instead. So do images without bytes (older than the image cap, or refused by the
     model API before: the store leaves their bytes out).
     """
+    if summary:
+        system_prompt = "\n\n".join(p for p in (system_prompt, summary_section(summary)) if p)
     notes: dict[Position, str] = {}
     sendable: list[tuple[Position, ImagePart]] = []
     for position, image in _user_images(turns):
@@ -51,6 +66,16 @@ def build_request(
         room -= cost
         del dropped[position]
     return _request(system_prompt, turns, parameters, notes | dropped)
+
+
+def summary_section(summary: str) -> str:
+    """The conversation's summary as the system message carries it."""
+    return f"{SUMMARY_HEADING}\n{summary}"
+
+
+def summary_tokens(summary: str) -> int:
+    """What a summary costs in a request (an estimate that errs high)."""
+    return estimate_tokens([TextPart(summary_section(summary))])
 
 
 def data_url(image: ImagePart) -> str:

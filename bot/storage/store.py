@@ -51,6 +51,8 @@ from bot.storage.schema import (
     ImageRow,
     PlatformMessageRow,
     ProcessedEventRow,
+    RatingRow,
+    SummaryRow,
     TurnImageRow,
     TurnRow,
     UsageRow,
@@ -86,10 +88,26 @@ NEWEST_TURNS = (
 TURNS_FROM = (
     select(TURNS)
     .where(TURNS.c.conversation_id == bindparam("conversation"),
-           TURNS.c.id >= bindparam("first"), TURNS.c.superseded.is_(False))
+           TURNS.c.id >= bindparam("first"), TURNS.c.id < bindparam("before"),
+           TURNS.c.superseded.is_(False))
     .order_by(TURNS.c.id)
 )
+ABOVE_EVERY_TURN = 2**62
+"""An id greater than any turn's: no upper bound on the turns read."""
+TURNS_BETWEEN = select(exists().where(
+    TURNS.c.conversation_id == bindparam("conversation"), TURNS.c.id > bindparam("after"),
+    TURNS.c.id < bindparam("before"), TURNS.c.superseded.is_(False),
+))
 UPDATE_TURN = update(TURNS).where(TURNS.c.id == bindparam("saved_turn"))
+SUPERSEDE_LATER = (
+    update(TURNS)
+    .where(TURNS.c.conversation_id == bindparam("conversation"),
+           TURNS.c.id > bindparam("question"))
+    .values(superseded=True)
+)
+TURN_IMAGES = cast(Table, TurnImageRow.__table__)
+INSERT_TURN_IMAGES = insert(TURN_IMAGES)
+DELETE_TURN_IMAGES = delete(TURN_IMAGES).where(TURN_IMAGES.c.turn_id == bindparam("turn"))
 CONVERSATIONS = cast(Table, ConversationRow.__table__)
 CONVERSATION_KEY = ("platform", "workspace", "channel", "thread")
 FIND_CONVERSATION = select(CONVERSATIONS.c.id).where(
@@ -103,7 +121,15 @@ CONVERSATION_OF_MESSAGE = (
     .where(PLATFORM_MESSAGES.c.platform == bindparam("platform"),
            PLATFORM_MESSAGES.c.message_id == bindparam("message_id"))
 )
+TURN_OF_MESSAGE = (
+    CONVERSATION_OF_MESSAGE.add_columns(TURNS.c.id, TURNS.c.role)
+    .join(TURNS, TURNS.c.id == PLATFORM_MESSAGES.c.turn_id)
+)
 SETTINGS = cast(Table, ChannelSettingsRow.__table__)
+SUMMARIES = cast(Table, SummaryRow.__table__)
+SELECT_SUMMARY = select(
+    SUMMARIES.c.text, SUMMARIES.c.tokens, SUMMARIES.c.covers_turn_id, SUMMARIES.c.updated_at
+).where(SUMMARIES.c.conversation_id == bindparam("conversation"))
 LEASES = cast(Table, ConversationLeaseRow.__table__)
 SELECT_SETTINGS = select(SETTINGS.c.system_prompt, SETTINGS.c.parameters, SETTINGS.c.tools).where(
     SETTINGS.c.platform == bindparam("platform"),
@@ -120,6 +146,59 @@ class UsageTotals:
     prompt_tokens: int
     completion_tokens: int
     reasoning_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class RatingTotals:
+    """A channel's ratings over a period."""
+
+    up: int
+    down: int
+    answers: int
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """A conversation's running summary: the model's summary of every turn up to and
+    including `covers_turn_id`, what it costs in a request (estimated), when it was written."""
+
+    text: str
+    tokens: int
+    covers_turn_id: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerContext:
+    """What answering a question needs: the channel's settings, the conversation's summary
+    and the history to send after it (the turns the summary does not cover, within what the
+    budget leaves), with the ids of those turns."""
+
+    settings: ChannelSettings
+    history: list[Turn]
+    summary: Summary | None = None
+    turn_ids: tuple[int, ...] = ()
+    fallen: bool = False
+    """Whether turns the summary does not cover fell out of the history (time to fold them
+    into the summary)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTurn:
+    """A stored turn as a platform message finds it: its conversation, id and role."""
+
+    key: ConversationKey
+    turn_id: int
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """A conversation's newest question and the turns of its answer."""
+
+    question_id: int
+    question: Turn
+    answer_ids: frozenset[int]
 
 
 P = ParamSpec("P")
@@ -273,25 +352,236 @@ class Store:
     @_runs_to_completion
     async def add_question(
         self, key: ConversationKey, turn: Turn, token_budget: int, max_images: int
-    ) -> tuple[ChannelSettings, list[Turn]]:
-        """Store a user's turn and read what answering it needs, in one transaction.
-
-        Returns the channel's settings and the conversation's history (see `history`), which
-        ends with the turn just stored.
-        """
-        conversation_id, settings, history = await self._run(
+    ) -> AnswerContext:
+        """Store a user's turn and read what answering it needs, in one transaction: the
+        channel's settings and the conversation's history (see `history`), which ends with
+        the turn just stored."""
+        conversation_id, context = await self._run(
             self._add_question, key, self._cached_id(key), turn, token_budget, max_images)
         self._remember(key, conversation_id)
-        return settings, history
+        return context
 
     def _add_question(
         self, connection: Connection, key: ConversationKey, known: int | None, turn: Turn,
         token_budget: int, max_images: int,
-    ) -> tuple[int, ChannelSettings, list[Turn]]:
+    ) -> tuple[int, AnswerContext]:
         conversation_id, _ = self._insert_turn(connection, key, known, turn, turn.author_id)
+        return conversation_id, self._answer_context(connection, key, conversation_id,
+                                                     token_budget, max_images)
+
+    @_runs_to_completion
+    async def answer_again(
+        self, key: ConversationKey, question_id: int, token_budget: int, max_images: int,
+        *, edited: Turn | None = None,
+    ) -> AnswerContext:
+        """Make question `question_id` the conversation's last turn again, in one
+        transaction: every later turn (its answers) is marked superseded, the question's
+        content is replaced by `edited` when given, and what answering it needs is read (as
+        `add_question` does)."""
+        conversation_id, context = await self._run(
+            self._answer_again, key, self._cached_id(key), question_id, token_budget,
+            max_images, edited)
+        self._remember(key, conversation_id)
+        return context
+
+    def _answer_again(
+        self, connection: Connection, key: ConversationKey, known: int | None,
+        question_id: int, token_budget: int, max_images: int, edited: Turn | None,
+    ) -> tuple[int, AnswerContext]:
+        conversation_id = self._conversation_id(connection, key, known, create=False)
+        if conversation_id is None:
+            raise StoreUnavailable("The conversation was forgotten meanwhile.")
+        connection.execute(SUPERSEDE_LATER,
+                           {"conversation": conversation_id, "question": question_id})
+        if edited is not None:
+            self._replace_parts(connection, question_id, edited)
+        return conversation_id, self._answer_context(connection, key, conversation_id,
+                                                     token_budget, max_images)
+
+    def _replace_parts(self, connection: Connection, turn_id: int, turn: Turn) -> None:
+        for image in turn.images:
+            self._save_image(connection, image)
+        connection.execute(UPDATE_TURN, {
+            "saved_turn": turn_id, "parts": [_part_to_json(p) for p in turn.parts],
+            "tokens": _turn_tokens(turn),
+        })
+        connection.execute(DELETE_TURN_IMAGES, {"turn": turn_id})
+        _show_images(connection, turn_id, turn)
+
+    def _answer_context(
+        self, connection: Connection, key: ConversationKey, conversation_id: int,
+        token_budget: int, max_images: int,
+    ) -> AnswerContext:
+        """The settings, the summary, and the turns it does not cover that fit what the
+        budget leaves after it; when the newest turn alone leaves no room for the summary, the
+        history without it."""
         settings = self._channel_settings(connection, key.channel_key)
-        history = self._history(connection, conversation_id, token_budget, max_images)
-        return conversation_id, settings, history
+        summary = self._summary(connection, conversation_id)
+        covered = summary.covers_turn_id if summary is not None else 0
+        budget = token_budget - (summary.tokens if summary is not None else 0)
+        recent = self._history(connection, conversation_id, budget, max_images, after=covered)
+        fallen = False
+        if summary is not None and not recent:
+            log.info("%s: the newest message leaves no room for the summary; sent without it",
+                     key)
+            summary = None
+            recent = self._history(connection, conversation_id, token_budget, max_images)
+        elif recent:
+            fallen = self._turns_between(connection, conversation_id, covered, recent[0][0])
+        return AnswerContext(settings, [turn for _, turn in recent], summary,
+                             tuple(turn_id for turn_id, _ in recent), fallen)
+
+    def _summary(self, connection: Connection, conversation_id: int) -> Summary | None:
+        row = connection.execute(SELECT_SUMMARY, {"conversation": conversation_id}).first()
+        if row is None:
+            return None
+        return Summary(row.text, int(row.tokens), int(row.covers_turn_id),
+                       _aware(row.updated_at))
+
+    def _turns_between(self, connection: Connection, conversation_id: int, after: int,
+                       before: int) -> bool:
+        """Whether the conversation has turns (not superseded) with ids between the two."""
+        return bool(connection.scalar(
+            TURNS_BETWEEN, {"conversation": conversation_id, "after": after, "before": before}))
+
+    @_runs_to_completion
+    async def turns_to_summarise(
+        self, key: ConversationKey, after: int, before: int, token_budget: int
+    ) -> list[tuple[int, Turn]]:
+        """The turns (not superseded) with ids between `after` and `before`, the newest that
+        fit `token_budget`, oldest first, with their ids: tool results trimmed as in
+        `history`, images without their bytes."""
+        conversation_id, turns = await self._run(
+            self._turns_to_summarise, key, self._cached_id(key), after, before, token_budget)
+        self._remember(key, conversation_id)
+        return turns
+
+    def _turns_to_summarise(
+        self, connection: Connection, key: ConversationKey, known: int | None, after: int,
+        before: int, token_budget: int,
+    ) -> tuple[int | None, list[tuple[int, Turn]]]:
+        conversation_id = self._conversation_id(connection, key, known, create=False)
+        if conversation_id is None:
+            return None, []
+        return conversation_id, self._history(connection, conversation_id, token_budget, 0,
+                                              after=after, before=before)
+
+    @_runs_to_completion
+    async def save_summary(
+        self, key: ConversationKey, text: str, tokens: int, covers_turn_id: int, *,
+        usage: Usage | None = None, model: str = "", billed_to: str = "",
+    ) -> Summary | None:
+        """Store the conversation's new summary of every turn up to `covers_turn_id`, and
+        the `usage` of the request that wrote it (billed to `billed_to`), in one transaction.
+        Returns the summary; None (its usage still recorded) when the conversation was reset
+        meanwhile (no turn after `covers_turn_id` is left)."""
+        spent = None if usage is None else Turn(
+            role=Role.ASSISTANT, parts=(), usage=usage, model=model)
+        conversation_id, summary = await self._run(
+            self._save_summary, key, self._cached_id(key),
+            Summary(clean(text), tokens, covers_turn_id, utcnow()), spent, billed_to)
+        self._remember(key, conversation_id)
+        return summary
+
+    def _save_summary(
+        self, connection: Connection, key: ConversationKey, known: int | None,
+        summary: Summary, spent: Turn | None, billed_to: str,
+    ) -> tuple[int | None, Summary | None]:
+        conversation_id = self._conversation_id(connection, key, known, create=False)
+        if spent is not None:
+            self._record_usage(connection, key, spent, billed_to)
+        if conversation_id is None or not connection.scalar(select(exists().where(
+            TURNS.c.conversation_id == conversation_id, TURNS.c.id > summary.covers_turn_id,
+        ))):
+            return conversation_id, None
+        values = {"text": summary.text, "tokens": summary.tokens,
+                  "covers_turn_id": summary.covers_turn_id, "updated_at": summary.updated_at}
+        statement = _upsert(connection, SUMMARIES).values(conversation_id=conversation_id,
+                                                          **values)
+        connection.execute(
+            statement.on_conflict_do_update(index_elements=["conversation_id"], set_=values)
+        )
+        return conversation_id, summary
+
+    @_runs_to_completion
+    async def summary_of(self, key: ConversationKey) -> tuple[Summary, int] | None:
+        """The conversation's summary and how many turns (not superseded) it covers, if it
+        has one."""
+        conversation_id, found = await self._run(self._summary_of, key, self._cached_id(key))
+        self._remember(key, conversation_id)
+        return found
+
+    def _summary_of(
+        self, connection: Connection, key: ConversationKey, known: int | None
+    ) -> tuple[int | None, tuple[Summary, int] | None]:
+        conversation_id = self._conversation_id(connection, key, known, create=False)
+        summary = (None if conversation_id is None
+                   else self._summary(connection, conversation_id))
+        if summary is None:
+            return conversation_id, None
+        covered = connection.scalar(select(func.count()).where(
+            TURNS.c.conversation_id == conversation_id,
+            TURNS.c.id <= summary.covers_turn_id, TURNS.c.superseded.is_(False),
+        ))
+        return conversation_id, (summary, int(covered or 0))
+
+    @_runs_to_completion
+    async def turn_of_message(self, platform: str, message_id: str) -> StoredTurn | None:
+        """The stored turn a platform message came from or shows, if any."""
+        return await self._run(_turn_of_message, {
+            "platform": bounded(platform, 32), "message_id": key_column(message_id, 128)})
+
+    @_runs_to_completion
+    async def latest_exchange(self, key: ConversationKey) -> Exchange | None:
+        """The conversation's newest question (not superseded) and the ids of the turns
+        after it (its answer's rounds), or None before the first question."""
+        conversation_id, exchange = await self._run(
+            self._latest_exchange, key, self._cached_id(key))
+        self._remember(key, conversation_id)
+        return exchange
+
+    def _latest_exchange(
+        self, connection: Connection, key: ConversationKey, known: int | None
+    ) -> tuple[int | None, Exchange | None]:
+        conversation_id = self._conversation_id(connection, key, known, create=False)
+        if conversation_id is None:
+            return None, None
+        live = (TURNS.c.conversation_id == conversation_id) & TURNS.c.superseded.is_(False)
+        question = connection.execute(
+            select(TURNS).where(live, TURNS.c.role == Role.USER.value)
+            .order_by(TURNS.c.id.desc()).limit(1)
+        ).first()
+        if question is None:
+            return conversation_id, None
+        answers = connection.execute(
+            select(TURNS.c.id).where(live, TURNS.c.id > question.id)
+        ).scalars()
+        return conversation_id, Exchange(int(question.id), _turn_from_row(question, {}),
+                                         frozenset(int(a) for a in answers))
+
+    @_runs_to_completion
+    async def rate(self, channel: ChannelKey, turn_id: int, user_id: str, value: int) -> None:
+        """Store a person's rating of an answer (1 or -1), replacing their earlier one."""
+        values = {"value": value, "updated_at": utcnow()}
+        await self._run(_rate, {
+            **_channel_columns(channel), "turn_id": turn_id, "user_id": bounded(user_id, 64),
+        }, values)
+
+    @_runs_to_completion
+    async def rating_totals(self, channel: ChannelKey, since: timedelta) -> RatingTotals:
+        """The channel's ratings given in the last `since`: 👍 and 👎 counts, answers rated."""
+        columns = _channel_columns(channel)
+        query = select(
+            func.count().filter(RatingRow.value > 0),
+            func.count().filter(RatingRow.value < 0),
+            func.count(func.distinct(RatingRow.turn_id)),
+        ).where(
+            RatingRow.platform == columns["platform"],
+            RatingRow.workspace == columns["workspace"],
+            RatingRow.channel == columns["channel"],
+            RatingRow.updated_at >= datetime.now(UTC) - since,
+        )
+        return await self._run(_rating_totals, query)
 
     def _insert_turn(self, connection: Connection, key: ConversationKey, known: int | None,
                      turn: Turn, billed_to: str) -> tuple[int, int]:
@@ -307,11 +597,7 @@ class Store:
                 **_turn_columns(turn),
             })
         ).scalar_one())
-        hashes = dict.fromkeys(image.sha256 for image in turn.images)
-        if hashes:
-            connection.execute(insert(TurnImageRow), [
-                {"turn_id": turn_id, "sha256": sha} for sha in hashes
-            ])
+        _show_images(connection, turn_id, turn)
         self._link_messages(connection, key.platform, conversation_id, turn_id,
                             turn.message_ids)
         self._record_usage(connection, key, turn, billed_to or turn.author_id)
@@ -395,18 +681,21 @@ class Store:
         conversation_id = self._conversation_id(connection, key, known, create=False)
         if conversation_id is None:
             return None, []
-        return conversation_id, self._history(connection, conversation_id, token_budget,
-                                              max_images)
+        turns = self._history(connection, conversation_id, token_budget, max_images)
+        return conversation_id, [turn for _, turn in turns]
 
     def _history(
         self, connection: Connection, conversation_id: int, token_budget: int,
-        max_images: int,
-    ) -> list[Turn]:
-        first_id, spent = self._first_turn_within(connection, conversation_id, token_budget)
+        max_images: int, *, after: int = 0, before: int = ABOVE_EVERY_TURN,
+    ) -> list[tuple[int, Turn]]:
+        """`history` as (id, turn) pairs, of the turns with ids between `after` and
+        `before` only."""
+        first_id, spent = self._first_turn_within(connection, conversation_id, token_budget,
+                                                  after=after, before=before)
         if first_id is None:
             return []
         rows = connection.execute(
-            TURNS_FROM, {"conversation": conversation_id, "first": first_id}
+            TURNS_FROM, {"conversation": conversation_id, "first": first_id, "before": before}
         ).all()
         wanted = _newest_image_hashes(rows, max_images)
         images: dict[str, bytes] = {}
@@ -417,18 +706,22 @@ class Store:
             )
             images = {sha: data for sha, data in found.all()}
         whole = _whole_tool_results(rows, token_budget - spent)
-        return [_turn_from_row(row, images, trimmed=row.role == Role.TOOL and row.id not in whole)
-                for row in rows]
+        return [
+            (int(row.id), _turn_from_row(row, images,
+                                         trimmed=row.role == Role.TOOL and row.id not in whole))
+            for row in rows
+        ]
 
     def _first_turn_within(
-        self, connection: Connection, conversation_id: int, token_budget: int
+        self, connection: Connection, conversation_id: int, token_budget: int, *,
+        after: int = 0, before: int = ABOVE_EVERY_TURN,
     ) -> tuple[int | None, int]:
-        """The oldest turn id of the newest run of turns that fits the budget (tool results
-        counted trimmed), and the tokens they cost: read newest first, a page at a time,
-        stopping at the budget (so a long conversation costs what a short one does)."""
+        """The oldest turn id of the newest run of turns before `before` and after `after`
+        that fits the budget (tool results counted trimmed), and the tokens they cost: read
+        newest first, a page at a time, stopping at the budget (so a long conversation costs
+        what a short one does)."""
         first: int | None = None
         spent = 0
-        before = 2**62
         size = FIRST_HISTORY_PAGE
         while True:
             page = connection.execute(
@@ -436,7 +729,7 @@ class Store:
             ).all()
             for turn_id, tokens, role in page:
                 cost = _history_cost(tokens, role)
-                if spent + cost > token_budget:
+                if turn_id <= after or spent + cost > token_budget:
                     return first, spent
                 spent += cost
                 first = turn_id
@@ -447,8 +740,8 @@ class Store:
 
     @_runs_to_completion
     async def forget(self, key: ConversationKey) -> int:
-        """Delete a conversation's turns, and the images no other turn shows (usage records
-        stay); return how many turns went."""
+        """Delete a conversation's turns and summary, and the images no other turn shows
+        (usage records stay); return how many turns went."""
         return await self._run(self._forget, key, self._cached_id(key))
 
     def _forget(self, connection: Connection, key: ConversationKey, known: int | None) -> int:
@@ -463,6 +756,7 @@ class Store:
             delete(PlatformMessageRow).where(PlatformMessageRow.conversation_id == conversation_id)
         )
         connection.execute(delete(TurnImageRow).where(TurnImageRow.turn_id.in_(turn_ids)))
+        connection.execute(delete(SUMMARIES).where(SUMMARIES.c.conversation_id == conversation_id))
         result = connection.execute(
             delete(TurnRow).where(TurnRow.conversation_id == conversation_id)
         )
@@ -653,6 +947,34 @@ def _conversation_of_message(connection: Connection, message: dict[str, str]
     return ConversationKey(*row) if row is not None else None
 
 
+def _turn_of_message(connection: Connection, message: dict[str, str]) -> StoredTurn | None:
+    row = connection.execute(TURN_OF_MESSAGE, message).first()
+    if row is None:
+        return None
+    return StoredTurn(ConversationKey(*row[:4]), int(row[4]), Role(row[5]))
+
+
+def _show_images(connection: Connection, turn_id: int, turn: Turn) -> None:
+    """Link a stored turn to the images it shows, once each."""
+    hashes = dict.fromkeys(image.sha256 for image in turn.images)
+    if hashes:
+        connection.execute(INSERT_TURN_IMAGES, [
+            {"turn_id": turn_id, "sha256": sha} for sha in hashes
+        ])
+
+
+def _rate(connection: Connection, rating: dict[str, Any], values: dict[str, Any]) -> None:
+    statement = _upsert(connection, RatingRow).values(**rating, **values)
+    connection.execute(
+        statement.on_conflict_do_update(index_elements=["turn_id", "user_id"], set_=values)
+    )
+
+
+def _rating_totals(connection: Connection, query: Any) -> RatingTotals:
+    row = connection.execute(query).one()
+    return RatingTotals(*(int(value or 0) for value in row))
+
+
 @functools.cache
 def _new_conversation(dialect: str) -> Any:
     """INSERT of a conversation returning its id (no row if another process made it)."""
@@ -800,6 +1122,11 @@ def _part_to_json(part: Part) -> dict[str, Any]:
     return {"type": "image", "sha256": part.sha256, "mime_type": bounded(part.mime_type, 64)}
 
 
+def _aware(moment: datetime) -> datetime:
+    """A stored time in UTC (SQLite gives it back without its timezone)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def _newest_image_hashes(rows: Sequence[Any], limit: int) -> list[str]:
     hashes: list[str] = []
     for row in reversed(rows):
@@ -825,15 +1152,12 @@ def _turn_from_row(turn: Row[Any], images: dict[str, bytes], *, trimmed: bool = 
         usage = Usage(
             turn.prompt_tokens, turn.completion_tokens or 0, turn.reasoning_tokens or 0
         )
-    created = turn.created_at
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=UTC)
     return Turn(
         role=Role(turn.role),
         parts=tuple(parts),
         author_id=turn.author_id,
         author_name=turn.author_name,
-        created_at=created,
+        created_at=_aware(turn.created_at),
         usage=usage,
         model=turn.model,
         status=TurnStatus(turn.status),

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from tests.fakes.discord.server import FakeDiscord
 
 CHAT_INPUT, COMPONENT, MODAL_SUBMIT = 2, 3, 5
-MESSAGE, DEFERRED_MESSAGE, MODAL = 4, 5, 9  # the answers the bot gives
+MESSAGE, DEFERRED_MESSAGE, DEFERRED_UPDATE, MODAL = 4, 5, 6, 9  # the answers the bot gives
 
 
 # ---------------------------------------------------------------------- what a person does
@@ -207,7 +207,8 @@ def submit_modal(
 
 
 async def callback(fake: FakeDiscord, call: Call, iid: str, token: str) -> web.StreamResponse:
-    """The one answer to an interaction: a message, a deferral ("thinking…") or a modal.
+    """The one answer to an interaction: a message, a deferral ("thinking…"), a modal, or
+    for a click (or a form opened by one) a deferred update, which shows nothing.
 
     Later than ``interaction_ack_timeout`` it is ``404 Unknown interaction``, a second answer
     ``400`` (40060), as on Discord.
@@ -224,6 +225,8 @@ async def callback(fake: FakeDiscord, call: Call, iid: str, token: str) -> web.S
     rtype = body.get("type")
     data: JSON = body.get("data") or {}
     valid = {MESSAGE, DEFERRED_MESSAGE} | ({MODAL} if rec.type != MODAL_SUBMIT else set())
+    if rec.type == COMPONENT or (rec.type == MODAL_SUBMIT and rec.message_id is not None):
+        valid.add(DEFERRED_UPDATE)
     if rtype not in valid:
         raise form_error(
             "type", "INTERACTION_RESPONSE_TYPE_INVALID", "Invalid interaction response type"

@@ -161,6 +161,24 @@ def edit(state: DiscordState, msg: JSON, body: JSON) -> None:
     state.notify()
 
 
+def revise(state: DiscordState, msg: JSON, content: str) -> None:
+    """A person's edit of their own message's text, as the Discord client makes it: new
+    mentions, a new ``edited_timestamp``; files and the reply reference (with its ping)
+    stay."""
+    _check_content(content)
+    if not (content or msg["attachments"]):
+        raise ValueError("Discord's client does not save an edit that empties a message")
+    mentions, msg["mention_roles"] = _mentions(state, content)
+    ref = msg.get("message_reference")
+    replied = state.messages.get(int(ref["message_id"])) if ref and msg["type"] == 19 else None
+    ping = replied["author"] if replied is not None else None
+    if ping is not None and all(m["id"] != ping["id"] for m in mentions):
+        mentions.append(copy.deepcopy(ping))
+    msg["content"], msg["mentions"] = content, mentions
+    msg["edited_timestamp"] = now_iso()
+    state.notify()
+
+
 def message_in(state: DiscordState, channel_id: int, message_id: int) -> JSON:
     msg = state.messages.get(message_id)
     if msg is None or int(msg["channel_id"]) != channel_id or msg["flags"] & EPHEMERAL:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from tests.fakes.discord import interactions, messages, rest
-from tests.fakes.discord.gateway import Gateway
+from tests.fakes.discord.gateway import Gateway, HandshakeHold
 from tests.fakes.discord.models import (
     API_VERSION,
     EPHEMERAL,
@@ -255,6 +255,26 @@ class FakeDiscord(DiscordState):
     async def wait_for_identify(self, count: int = 1, within: float = 5.0) -> None:
         await self.wait_until(lambda: len(self.identifies) >= count, within)
 
+    @property
+    def resumes(self) -> list[JSON]:
+        """Each RESUME received (``session_id`` and ``seq``), answered or not."""
+        return self.gateway.resumes
+
+    async def drop_connection(self, shard_id: int = 0, *, code: int = 4000,
+                              resumable: bool = True) -> None:
+        """Close shard ``shard_id``'s gateway connection (an unsharded client's is shard 0)
+        with ``code``, as Discord does when it moves a session. discord.py RESUMEs on a code
+        other than 1000 and 4004/4010-4014: it gets the events sent meanwhile, then RESUMED;
+        unless ``resumable``, it gets INVALID_SESSION and IDENTIFYs anew. LookupError when no
+        connection serves the shard."""
+        await self.gateway.drop(shard_id, code=code, resumable=resumable)
+
+    def hold_handshakes(self, *, identify: bool = True, resume: bool = True) -> HandshakeHold:
+        """Leave each IDENTIFY (unless ``identify`` is false) and RESUME (unless ``resume`` is)
+        from now on unanswered until ``release()`` of the returned hold (``arrived`` is set
+        once one waits); stopping the fake releases it."""
+        return self.gateway.hold_handshakes(identify=identify, resume=resume)
+
     async def dispatch_message(self, event: str, msg: JSON) -> None:
         """MESSAGE_CREATE / MESSAGE_UPDATE for a stored message (none for an ephemeral one)."""
         if not msg["flags"] & EPHEMERAL:
@@ -338,6 +358,31 @@ class FakeDiscord(DiscordState):
             }}]
         payload = render(self, msg, gateway=True)
         await self.gateway.dispatch("MESSAGE_CREATE", payload)
+        return payload
+
+    async def edit_message(self, message_id: int | str, content: str, *,
+                           mentions_bot: bool = False) -> JSON:
+        """The author edits their message's text (``mentions_bot`` prepends ``<@botid>``):
+        stored with a new ``edited_timestamp``, MESSAGE_UPDATE dispatched with the whole
+        message, as Discord sends it; returns that payload."""
+        msg = self.messages[int(message_id)]
+        if int(msg["author"]["id"]) == self.bot_user.id:
+            raise ValueError("the bot's messages are edited over REST")
+        if mentions_bot and self.bot_user.mention not in content:
+            content = f"{self.bot_user.mention} {content}".rstrip()
+        messages.revise(self, msg, content)
+        payload = render(self, msg, gateway=True)
+        await self.gateway.dispatch("MESSAGE_UPDATE", payload)
+        return payload
+
+    async def add_link_preview(self, message_id: int | str, url: str) -> JSON:
+        """Discord unfurls a link in a message: MESSAGE_UPDATE with an embed added and the
+        text and ``edited_timestamp`` as they were; returns that payload."""
+        msg = self.messages[int(message_id)]
+        msg["embeds"].append({"type": "link", "url": url, "title": url})
+        self.notify()
+        payload = render(self, msg, gateway=True)
+        await self.gateway.dispatch("MESSAGE_UPDATE", payload)
         return payload
 
     async def slash_command(

@@ -7,14 +7,18 @@ It implements only what the bot uses and keeps Slack's rules where the bot depen
 by kind and their scopes, each method's rate-limit tier per workspace (429 with
 ``Retry-After``), streams that need a recipient outside DMs, expire when idle or old and
 cannot be updated while they stream, the events and behaviour of the app's manifest (agent
-or assistant view), a sign-in page for unauthenticated downloads. Everything is recorded
-(``calls``, ``texts()``, ``streams``, ``downloads``, ``responses``, ``envelopes``,
-``missed_acks`` ...).
+or assistant view, interactivity), a sign-in page for unauthenticated downloads, Block Kit
+rules (``blocks``; only chat.stopStream of the stream methods takes blocks; chat.update keeps
+blocks it is not given). People click the buttons stored messages show (``push_click``,
+``click_request``) and edit messages (``edit``). Everything is recorded (``calls``,
+``texts()``, ``streams``, ``downloads``, ``responses``, ``ephemerals``, ``deleted``,
+``envelopes``, ``missed_acks`` ...).
 
 Modules: ``workspace`` (ids, tokens, limits), ``manifest`` (the app as Slack reads it),
-``records``, ``state`` (the workspace and what people do in it), ``payloads`` (event and
-command payloads, signing), ``web_api`` (the method table, tiers and scopes), ``faults``
-(injected errors, rate limits, holds), ``socket_mode`` and ``server``.
+``records``, ``state`` (the workspace and what people do in it), ``payloads`` (event,
+command and click payloads, signing), ``blocks`` (Block Kit rules, buttons), ``web_api``
+(the method table, tiers and scopes), ``faults`` (injected errors, rate limits, holds),
+``socket_mode`` and ``server``.
 """
 
 from tests.fakes.slack.manifest import AppManifest

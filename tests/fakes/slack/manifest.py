@@ -3,7 +3,8 @@ view, or the older assistant view), the events it subscribes to and the scopes i
 
 Slack sends an app only the events its manifest subscribes to, and the ``assistant_thread_*``
 events only to an app with ``assistant_view``; an app with ``agent_view`` gets
-``app_home_opened`` instead (docs.slack.dev/ai/migrating-to-agent-messaging).
+``app_home_opened`` instead (docs.slack.dev/ai/migrating-to-agent-messaging). Clicks on the
+app's buttons reach it only with ``settings.interactivity.is_enabled``.
 """
 
 from __future__ import annotations
@@ -34,11 +35,13 @@ ASSISTANT_EVENTS = frozenset({"assistant_thread_started", "assistant_thread_cont
 
 @dataclass(frozen=True)
 class AppManifest:
-    """What Slack takes from a manifest: the view, the bot events and the bot scopes."""
+    """What Slack takes from a manifest: the view, the bot events and the bot scopes, and
+    whether clicks are sent (interactivity)."""
 
     view: View
     bot_events: frozenset[str]
     bot_scopes: frozenset[str]
+    interactive: bool = False
 
     @classmethod
     def parse(cls, text: str) -> AppManifest:
@@ -47,10 +50,12 @@ class AppManifest:
         features = _mapping(data.get("features"))
         view: View = ("agent" if "agent_view" in features
                       else "assistant" if "assistant_view" in features else "none")
-        subscriptions = _mapping(_mapping(data.get("settings")).get("event_subscriptions"))
+        settings = _mapping(data.get("settings"))
+        subscriptions = _mapping(settings.get("event_subscriptions"))
         scopes = _mapping(_mapping(data.get("oauth_config")).get("scopes"))
         return cls(view, frozenset(map(str, subscriptions.get("bot_events") or ())),
-                   frozenset(map(str, scopes.get("bot") or ())))
+                   frozenset(map(str, scopes.get("bot") or ())),
+                   _mapping(settings.get("interactivity")).get("is_enabled") is True)
 
     @classmethod
     def load(cls, path: Path = MANIFEST_PATH) -> AppManifest:

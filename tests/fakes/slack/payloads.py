@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-from tests.fakes.slack.records import JSONDict
+from tests.fakes.slack.records import JSONDict, StoredMessage
 from tests.fakes.slack.workspace import (
     APP_ID,
     BOT_USER_ID,
@@ -133,3 +133,44 @@ def slash_command_body(
             response_url=response_url,
         )
     )
+
+
+def block_actions_payload(message: StoredMessage, block_id: str, button: Mapping[str, Any], *,
+                          user: Mapping[str, Any], channel_name: str, response_url: str
+                          ) -> JSONDict:
+    """The ``block_actions`` payload Slack sends when ``user`` (a users.info user) presses
+    ``button`` (in actions block ``block_id``) on ``message``."""
+    now = f"{time.time():.6f}"
+    container: JSONDict = {"type": "message", "message_ts": message.ts,
+                           "channel_id": message.channel, "is_ephemeral": False}
+    if message.thread_ts is not None:
+        container["thread_ts"] = message.thread_ts
+    return {
+        "type": "block_actions",
+        "user": {"id": user["id"], "username": user["name"], "name": user["name"],
+                 "team_id": user["team_id"]},
+        "api_app_id": APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "container": container,
+        "trigger_id": f"{int(time.time())}.1.{uuid.uuid4().hex[:16]}",
+        "team": {"id": TEAM_ID, "domain": TEAM_DOMAIN},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": message.channel, "name": channel_name},
+        "message": message.to_api(),
+        "state": {"values": {}},
+        "response_url": response_url,
+        "actions": [{
+            "action_id": button["action_id"],
+            "block_id": block_id,
+            "text": dict(button["text"]),
+            "value": button.get("value", ""),
+            "type": "button",
+            "action_ts": now,
+        }],
+    }
+
+
+def interactive_body(payload: Mapping[str, Any]) -> str:
+    """The form body of an interaction in HTTP mode: ``payload=<the JSON>``."""
+    return urlencode({"payload": json.dumps(payload)})

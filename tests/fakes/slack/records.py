@@ -66,13 +66,15 @@ class StoredMessage:
     subtype: str | None = None
     markdown_text: str | None = None
     stream: Stream | None = None
+    blocks: list[JSONDict] | None = None
 
     @property
     def final_text(self) -> str:
-        """What a reader would see: streamed text, else text, else markdown_text."""
+        """What a reader would see: streamed text, else the text of its blocks, else text,
+        else markdown_text (buttons aside)."""
         if self.stream is not None:
             return self.stream.text
-        return self.text or self.markdown_text or ""
+        return shown_text(self.blocks) or self.text or self.markdown_text or ""
 
     @property
     def is_bot(self) -> bool:
@@ -90,8 +92,22 @@ class StoredMessage:
             msg["subtype"] = self.subtype
         if self.thread_ts is not None:
             msg["thread_ts"] = self.thread_ts
+        if self.blocks:
+            msg["blocks"] = [dict(block) for block in self.blocks]
         msg["team"] = TEAM_ID
         return msg
+
+
+def shown_text(blocks: list[JSONDict] | None) -> str:
+    """The text a reader sees in `blocks` (markdown blocks, and text objects of the others)."""
+    texts = []
+    for block in blocks or ():
+        text = block.get("text")
+        if block.get("type") == "markdown":
+            texts.append(str(text))
+        elif isinstance(text, dict):
+            texts.append(str(text.get("text") or ""))
+    return "\n".join(texts)
 
 
 @dataclass

@@ -13,11 +13,14 @@ from typing import Any
 from aiohttp import ClientSession, web
 from slack_sdk.web.async_client import AsyncWebClient
 
+from tests.fakes.slack.blocks import buttons
 from tests.fakes.slack.faults import Faults
 from tests.fakes.slack.manifest import AppManifest
 from tests.fakes.slack.payloads import (
+    block_actions_payload,
     event_callback_body,
     event_callback_payload,
+    interactive_body,
     signed_headers,
     slash_command_body,
     slash_command_payload,
@@ -68,6 +71,8 @@ class FakeSlack(SlackState):
 
     Routes: ``/api/<method>`` (the Web API), ``/link/?ticket=`` (Socket Mode),
     ``/files-pri/T1-F0001/<name>`` (``url_private``), ``/respond/<id>`` (``response_url``).
+    People press the buttons of stored messages (``push_click``, ``click_request``) and edit
+    messages (``edit``, for ``message_changed`` events).
     Typical use::
 
         async with FakeSlack() as fake:
@@ -316,6 +321,35 @@ class FakeSlack(SlackState):
             "slash_commands", dict(payload), accepts_response_payload=True
         )
 
+    def click_payload(self, channel: str, ts: str, action_id: str,
+                      user: str = PLAIN_USER_ID) -> JSONDict:
+        """The ``block_actions`` payload of ``user`` pressing the button ``action_id`` that
+        the stored message ``ts`` shows: Slack sends it only for a button really there, and
+        only to an app whose manifest enables interactivity (else ``NotSubscribed``)."""
+        if not self.manifest.interactive:
+            raise NotSubscribed("Slack sends no clicks to this app: its manifest does not "
+                                "enable interactivity")
+        try:
+            message = self.stored(channel, ts)
+        except SlackError:
+            raise AssertionError(f"there is no message {ts} in {channel} to click") from None
+        shown = [(block_id, b) for block_id, b in buttons(message.blocks)
+                 if b["action_id"] == action_id]
+        if not shown:
+            raise AssertionError(f"message {ts} shows no button {action_id}")
+        block_id, button = shown[0]
+        channel_name = str(self.channels[channel].get("name", "directmessage"))
+        return block_actions_payload(message, block_id, button, user=self.users[user],
+                                     channel_name=channel_name,
+                                     response_url=self.response_url())
+
+    async def push_click(self, channel: str, ts: str, action_id: str,
+                         user: str = PLAIN_USER_ID) -> str:
+        """Push the ``interactive`` envelope of a click (``click_payload``); return its id."""
+        payload = self.click_payload(channel, ts, action_id, user)
+        return await self.socket_mode.push("interactive", payload,
+                                           accepts_response_payload=False)
+
     async def wait_ack(
         self,
         envelope_id: str,
@@ -359,6 +393,13 @@ class FakeSlack(SlackState):
             channel_name=str(self.channels.get(channel_id, {}).get("name", "directmessage")),
             response_url=self.response_url(),
         )
+        return body, signed_headers(body, self.signing_secret)
+
+    def click_request(self, channel: str, ts: str, action_id: str,
+                      user: str = PLAIN_USER_ID) -> tuple[str, dict[str, str]]:
+        """``(body, headers)`` of the signed form POST (``payload=``) of a click
+        (``click_payload``), as Slack sends it to the interactivity request URL."""
+        body = interactive_body(self.click_payload(channel, ts, action_id, user))
         return body, signed_headers(body, self.signing_secret)
 
     async def deliver(

@@ -57,6 +57,7 @@ class SlackState:
         self.downloads: list[Download] = []
         self.responses: list[PostedResponse] = []
         self.ephemerals: list[JSONDict] = []
+        self.deleted: list[StoredMessage] = []
         self.assistant_statuses: list[JSONDict] = []
         self.suggested_prompts: list[JSONDict] = []
         self.envelopes: list[Envelope] = []
@@ -188,6 +189,11 @@ class SlackState:
     def store(self, msg: StoredMessage) -> StoredMessage:
         self._messages.setdefault((msg.channel, msg.ts), msg)
         return msg
+
+    def delete(self, msg: StoredMessage) -> None:
+        """Take a message out of the workspace (kept in ``deleted``)."""
+        del self._messages[(msg.channel, msg.ts)]
+        self.deleted.append(msg)
 
     def stored(self, channel: str, ts: Any) -> StoredMessage:
         """A stored message, or ``message_not_found``."""
@@ -354,6 +360,38 @@ class SlackState:
             },
             "event_ts": self.next_ts(),
         }
+
+    def edit(self, channel: str, ts: str, text: str | None = None, *,
+             preview: bool = False) -> JSONDict:
+        """The ``message_changed`` event Slack sends when the stored message ``ts`` changes:
+        its author edited its text to ``text``, or (``text`` None) Slack changed something
+        else (a link preview with ``preview``, a thread's reply count), the text unchanged.
+        Works for the bot's own messages too (Slack tells the app of its own edits)."""
+        msg = self.stored(channel, ts)
+        before = self._as_event_message(msg)
+        if text is not None:
+            msg.text = text
+        after = self._as_event_message(msg)
+        if text is not None and not msg.is_bot:
+            after["edited"] = {"user": msg.user, "ts": self.next_ts()}
+        if preview:
+            after["attachments"] = [{"id": 1, "title": "A page", "from_url": "https://a.example/"}]
+        if msg.thread_ts is None and any(m.thread_ts == ts and m.ts != ts
+                                         for m in self.messages(channel)):
+            after["thread_ts"] = before["thread_ts"] = ts  # a thread's parent
+        event_ts = self.next_ts()
+        channel_type = ("im" if self.is_dm(channel) else
+                        "group" if self.channels[channel].get("is_group") else "channel")
+        return {"type": "message", "subtype": "message_changed", "hidden": True,
+                "message": after, "previous_message": before, "channel": channel,
+                "channel_type": channel_type, "event_ts": event_ts, "ts": event_ts}
+
+    @staticmethod
+    def _as_event_message(msg: StoredMessage) -> JSONDict:
+        event = msg.to_api()
+        if not msg.is_bot:
+            event.update({"client_msg_id": str(uuid.uuid4()), "user_team": TEAM_ID})
+        return event
 
     # ------------------------------------------------------------------ what tests read
 

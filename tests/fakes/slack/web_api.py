@@ -15,7 +15,8 @@ import yaml
 from aiohttp import web
 
 import adapters.slack_bot
-from tests.fakes.slack.records import JSONDict, SlackError, StoredMessage, Stream
+from tests.fakes.slack.blocks import checked_blocks
+from tests.fakes.slack.records import JSONDict, SlackError, StoredMessage, Stream, shown_text
 from tests.fakes.slack.workspace import (
     BOT_NAME,
     MAX_MARKDOWN_CHARS,
@@ -47,9 +48,10 @@ def _require_content(p: JSONDict) -> None:
         raise SlackError("no_text")
 
 
-def _check_content(p: JSONDict, max_text: int) -> None:
+def _check_content(p: JSONDict, max_text: int) -> list[JSONDict] | None:
     """Something to show (``no_text``); ``markdown_text`` never with ``text`` or ``blocks``
-    (``markdown_text_conflict``); ``msg_too_long`` past the text and markdown limits."""
+    (``markdown_text_conflict``); ``msg_too_long`` past the text and markdown limits; the
+    blocks as stored (``blocks.checked_blocks``), None without."""
     _require_content(p)
     if p.get("markdown_text") is not None:
         if p.get("text") is not None or p.get("blocks") is not None:
@@ -58,9 +60,11 @@ def _check_content(p: JSONDict, max_text: int) -> None:
             raise SlackError("msg_too_long")
     if len(str(p.get("text") or "")) > max_text:
         raise SlackError("msg_too_long")
+    return None if p.get("blocks") is None else checked_blocks(p["blocks"])
 
 
-def _bot_message(fake: FakeSlack, channel: str, p: JSONDict) -> StoredMessage:
+def _bot_message(fake: FakeSlack, channel: str, p: JSONDict,
+                 blocks: list[JSONDict] | None = None) -> StoredMessage:
     return fake.store(StoredMessage(
         channel,
         fake.next_ts(),
@@ -69,6 +73,7 @@ def _bot_message(fake: FakeSlack, channel: str, p: JSONDict) -> StoredMessage:
         thread_ts=_opt_str(p.get("thread_ts")),
         bot_id=fake.bot_id,
         markdown_text=_opt_str(p.get("markdown_text")),
+        blocks=blocks or None,
     ))
 
 
@@ -101,24 +106,40 @@ def apps_connections_open(fake: FakeSlack, p: JSONDict) -> JSONDict:
 
 def chat_post_message(fake: FakeSlack, p: JSONDict) -> JSONDict:
     channel = fake.channel(p.get("channel"))
-    _check_content(p, MAX_POST_CHARS)
-    msg = _bot_message(fake, channel, p)
+    blocks = _check_content(p, MAX_POST_CHARS)
+    msg = _bot_message(fake, channel, p, blocks)
     return {"channel": channel, "ts": msg.ts, "message": msg.to_api()}
 
 
 def chat_update(fake: FakeSlack, p: JSONDict) -> JSONDict:
     """Replace a bot message's text (an update of a stream replaces what was streamed). A
-    message still streaming cannot be updated: it must be stopped (or have expired) first."""
+    message still streaming cannot be updated: it must be stopped (or have expired) first.
+    As Slack's docs say, an update without ``blocks`` keeps the message's blocks (buttons
+    included); ``blocks`` replaces them, ``[]`` removes them; ``markdown_text`` replaces the
+    whole message."""
     msg = _bots_message(fake, p)
     if msg.stream is not None and fake.streaming(msg.stream):
         raise SlackError("cant_update_message")
-    _check_content(p, MAX_UPDATE_CHARS)
+    blocks = _check_content(p, MAX_UPDATE_CHARS)
     text, markdown_text = _opt_str(p.get("text")), _opt_str(p.get("markdown_text"))
     msg.text = text if text is not None else msg.text
-    msg.markdown_text = markdown_text if markdown_text is not None else msg.markdown_text
+    if markdown_text is not None:
+        msg.markdown_text, msg.blocks = markdown_text, None
+    if blocks is not None:
+        msg.blocks = blocks or None
     if msg.stream is not None:
-        msg.stream.pieces = [text or markdown_text or ""]
+        msg.stream.pieces = [shown_text(msg.blocks) or markdown_text or text or ""]
     return {"channel": msg.channel, "ts": msg.ts, "text": msg.final_text, "message": msg.to_api()}
+
+
+def chat_delete(fake: FakeSlack, p: JSONDict) -> JSONDict:
+    """Delete one of the bot's messages (``cant_delete_message`` for anyone else's)."""
+    channel = fake.channel(p.get("channel"))
+    msg = fake.stored(channel, p.get("ts"))
+    if not msg.is_bot:
+        raise SlackError("cant_delete_message")
+    fake.delete(msg)
+    return {"channel": channel, "ts": msg.ts}
 
 
 def chat_post_ephemeral(fake: FakeSlack, p: JSONDict) -> JSONDict:
@@ -140,8 +161,18 @@ def _stream_content(stream: Stream, method: str, p: JSONDict) -> None:
         stream.pieces.append(markdown_text)
 
 
+def _no_blocks(p: JSONDict) -> None:
+    """chat.startStream and chat.appendStream take text (and append-only chunks), never
+    ``blocks``: only chat.stopStream does (docs.slack.dev method pages). The fake refuses
+    them rather than drop them silently, so a bot that counts on them fails a test."""
+    if p.get("blocks") is not None:
+        raise SlackError("invalid_arguments", extra={"response_metadata": {"messages": [
+            "[ERROR] unsupported argument: blocks"]}})
+
+
 def chat_start_stream(fake: FakeSlack, p: JSONDict) -> JSONDict:
     """A streamed reply in a thread; outside DMs Slack needs to know who it is for."""
+    _no_blocks(p)
     channel = fake.channel(p.get("channel"))
     thread_ts = _opt_str(p.get("thread_ts"))
     if not thread_ts:
@@ -170,15 +201,19 @@ def _live_stream(fake: FakeSlack, p: JSONDict) -> tuple[StoredMessage, Stream]:
 
 
 def chat_append_stream(fake: FakeSlack, p: JSONDict) -> JSONDict:
+    _no_blocks(p)
     msg, stream = _live_stream(fake, p)
     _stream_content(stream, "chat.appendStream", p)
     return {"channel": msg.channel, "ts": msg.ts}
 
 
 def chat_stop_stream(fake: FakeSlack, p: JSONDict) -> JSONDict:
+    """End a stream; its ``blocks`` go at the bottom of the finished message."""
     msg, stream = _live_stream(fake, p)
+    blocks = None if p.get("blocks") is None else checked_blocks(p["blocks"])
     _stream_content(stream, "chat.stopStream", p)
     stream.state = "stopped"
+    msg.blocks = blocks or msg.blocks
     return {"channel": msg.channel, "ts": msg.ts, "message": msg.to_api()}
 
 
@@ -251,6 +286,7 @@ METHODS: dict[str, tuple[str, Handler]] = {
     "chat.postMessage": ("bot", chat_post_message),
     "chat.update": ("bot", chat_update),
     "chat.postEphemeral": ("bot", chat_post_ephemeral),
+    "chat.delete": ("bot", chat_delete),
     "chat.startStream": ("bot", chat_start_stream),
     "chat.appendStream": ("bot", chat_append_stream),
     "chat.stopStream": ("bot", chat_stop_stream),
@@ -268,6 +304,7 @@ METHODS: dict[str, tuple[str, Handler]] = {
 
 TIERS: dict[str, int] = {
     "chat.postEphemeral": 4,
+    "chat.delete": 3,
     "chat.startStream": 2,
     "chat.appendStream": 4,
     "chat.stopStream": 2,
@@ -288,6 +325,7 @@ SCOPES: dict[str, frozenset[str]] = {
     "chat.postMessage": frozenset({"chat:write"}),
     "chat.update": frozenset({"chat:write"}),
     "chat.postEphemeral": frozenset({"chat:write"}),
+    "chat.delete": frozenset({"chat:write"}),
     "chat.startStream": frozenset({"chat:write"}),
     "chat.appendStream": frozenset({"chat:write"}),
     "chat.stopStream": frozenset({"chat:write"}),
