@@ -31,6 +31,8 @@ from bot.tools.registry import open_toolbox
 if TYPE_CHECKING:  # redis is loaded only when REDIS_URL is set
     from redis.asyncio import Redis
 
+    from bot.stop_relay import StopRelay
+
 log = logging.getLogger(__name__)
 
 EVENT_MEMORY = timedelta(days=7)
@@ -118,12 +120,18 @@ async def open_core(settings: Settings, *, secrets: Iterable[str] = (),
     tools = await open_toolbox(settings.bot_tools, allow_private=settings.bot_fetch_allow_private,
                                mcp_servers=mcp_servers, tool_timeout=settings.bot_tool_timeout,
                                documents=DocumentReader())
-    service = Service(store, model, service_config(settings), metrics=metrics, tools=tools)
+    stop_relay = _stop_relay(redis, metrics)
+    service = Service(store, model, service_config(settings), metrics=metrics, tools=tools,
+                      stop_relay=stop_relay)
+    if stop_relay is not None:
+        stop_relay.start()
     try:
         yield Core(settings, store, http, service, redis, metrics)
     finally:
         pruning.cancel()
         await asyncio.gather(pruning, return_exceptions=True)
+        if stop_relay is not None:
+            await stop_relay.close()
         await http.aclose()
         await tools.aclose()
         if redis is not None:
@@ -153,6 +161,16 @@ def _redis_client(settings: Settings) -> Redis | None:
 
     return Redis.from_url(settings.redis_url.get_secret_value(), socket_connect_timeout=1,
                           socket_timeout=1)
+
+
+def _stop_relay(redis: Redis | None, metrics: Metrics) -> StopRelay | None:
+    """With Redis, the relay that lets a Stop clicked on any replica reach the one writing
+    the answer."""
+    if redis is None:
+        return None
+    from bot.stop_relay import StopRelay
+
+    return StopRelay(redis, metrics=metrics)
 
 
 async def prune_events(store: Store, *, every: float = EVENT_PRUNE_SECONDS,

@@ -86,6 +86,11 @@ class Metrics:
             "bot_summaries", "Running summaries of long conversations, by outcome: made, or "
             "failed (the answer went ahead with the summary before).", ["outcome"],
             registry=registry)
+        self._stops_relayed = Counter(
+            "bot_stops_relayed", "Stop clicks for an answer this replica was not writing, "
+            "relayed to the others, by outcome: answered, nobody (no replica writes it), "
+            "unanswered (a replica did not reply in time), failed (Redis failed).",
+            ["outcome"], registry=registry)
 
     def exposition(self) -> bytes:
         """Every metric in Prometheus' text format (`content_type`)."""
@@ -137,3 +142,7 @@ class Metrics:
     def summary_ended(self, made: bool) -> None:
         """Count a conversation summary made, or one that failed."""
         self._summaries.labels("made" if made else "failed").inc()
+
+    def stop_relayed(self, outcome: str) -> None:
+        """Count a Stop click relayed to the other replicas, by how it ended."""
+        self._stops_relayed.labels(outcome).inc()

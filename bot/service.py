@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot import defaults
 from bot.attachments import ImageDecoder, prepare_attachments
@@ -49,6 +49,9 @@ from bot.summaries import Summarised, Summariser
 from bot.tools.base import ChannelReader, Tool, ToolContext
 from bot.tools.registry import Toolbox
 from bot.tools.runner import ToolRunner, status_line
+
+if TYPE_CHECKING:  # redis is loaded only when REDIS_URL is set
+    from bot.stop_relay import StopRelay
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +151,7 @@ class Service:
         limits: Limits | None = None,
         metrics: Metrics | None = None,
         tools: Toolbox | None = None,
+        stop_relay: StopRelay | None = None,
     ) -> None:
         self._store = store
         self._model = model
@@ -169,6 +173,9 @@ class Service:
         self.tools = tools or Toolbox()
         self._runner = ToolRunner(timeout=config.tool_timeout,
                                   result_chars=config.tool_result_chars)
+        self._stop_relay = stop_relay
+        if stop_relay is not None:
+            stop_relay.answer_with(self.stop_here)
         self._summaries = Summariser(
             store, model.stream, model=config.default_model,
             max_tokens=min(config.summary_tokens, config.max_completion_tokens),
@@ -195,10 +202,19 @@ class Service:
         return await self._store.claim_event(platform, event_id)
 
     async def stop(self, key: ConversationKey, user: Author) -> str:
-        """Stop the answer being written in `key`; return what to tell the user."""
+        """Stop the answer being written in `key`, by this process or (through the stop relay,
+        with replicas) by another; return what to tell the user."""
+        told = self.stop_here(key, user)
+        if told is None and self._stop_relay is not None:
+            told = await self._stop_relay.ask(key, user)
+        return told or "There is no answer being written here."
+
+    def stop_here(self, key: ConversationKey, user: Author) -> str | None:
+        """Stop the answer this process is writing in `key` if `user` may (the asker or a
+        channel manager); what to tell them, or None when this process writes none there."""
         active = self._active.get(key)
         if active is None or active.task is None or active.task.done():
-            return "There is no answer being written here."
+            return None
         if user.id != active.requester and not user.can_configure:
             return "Only the person who asked, or a channel manager, can stop this answer."
         active.stopped = True

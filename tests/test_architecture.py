@@ -14,7 +14,7 @@ LAYERS = [
     {"drawing"},
     {"model"},
     {"storage"},
-    {"limits", "attachments", "documents", "tools", "summaries"},
+    {"limits", "attachments", "documents", "tools", "summaries", "stop_relay"},
     {"service", "commands"},
     {"app"},
 ]

@@ -72,9 +72,10 @@ async def redis_url() -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def replica(name: str, fake: FakeSlack, model_api: FakeModelServer, database_url: str,
-                  redis_url: str, folder: Path) -> AsyncIterator[str]:
-    """`python -m bot` serving Slack over HTTP, its system prompt naming it; yields its events
-    URL once it answers there. Stopped with SIGTERM, it must exit 0."""
+                  redis_url: str, folder: Path, **variables: str) -> AsyncIterator[str]:
+    """`python -m bot` serving Slack over HTTP (or Socket Mode, with SLACK_APP_TOKEN in
+    `variables`), its system prompt naming it; yields its events URL once it is ready.
+    Stopped with SIGTERM, it must exit 0."""
     port = free_port()
     env = bot_environment(
         model_api,
@@ -85,6 +86,7 @@ async def replica(name: str, fake: FakeSlack, model_api: FakeModelServer, databa
         SLACK_SIGNING_SECRET=fake.signing_secret,
         SLACK_API_URL=fake.api_url,
         BOT_HTTP_PORT=str(port),
+        **variables,
     )
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", cwd=folder, env=env,

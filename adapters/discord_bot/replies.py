@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import discord
 
-from adapters.common import PlatformTuning
+from adapters.common import Answering, PlatformTuning
 from adapters.discord_bot.access import Access
 from adapters.discord_bot.events import (
     DEFAULT_THREAD_NAME,
@@ -42,9 +42,7 @@ from bot import (
     EditBudget,
     EditBudgets,
     Incoming,
-    ReplyOutcome,
     Service,
-    Surface,
     UserFacingError,
 )
 
@@ -55,9 +53,6 @@ log = logging.getLogger(__name__)
 
 FINISHED = "This answer is no longer being written, so there is nothing to stop."
 CLICK_FAILED = f"{WARNING} Something went wrong on my side; please try again."
-
-Answering = Callable[[Incoming, Surface, EditBudget | None], Awaitable[ReplyOutcome | None]]
-"""The core's way to answer a message: `Service.handle` or `Service.answer_edited`."""
 
 
 class Replies:

@@ -7,7 +7,7 @@ import logging
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.common import PlatformTuning
+from adapters.common import Answering, PlatformTuning
 from adapters.slack_bot.access import People
 from adapters.slack_bot.budgets import UPDATE, SlackBudgets
 from adapters.slack_bot.controls import Click
@@ -37,28 +37,25 @@ class Replies:
 
     async def answer(self, message: SlackMessage) -> None:
         """Answer `message` through the core (which drops a redelivered event)."""
-        incoming = await self._incoming(message)
-        surface, budget = self._surface(Place(message.team_id, message.channel,
-                                              message.reply_thread, message.user,
-                                              message.user_team))
         log.info("%s: answering message %s (event %s)", message.key, message.ts,
                  message.event_id)
-        try:
-            await self._service.handle(incoming, surface, budget)
-        finally:
-            await surface.finish()
+        await self._through(self._service.handle, message)
 
     async def answer_edited(self, message: SlackMessage) -> None:
         """`message` is the new version of a person's message: the core answers it again if
         it is the conversation's latest question (and drops a redelivered edit)."""
+        log.info("%s: message %s was edited (event %s)", message.key, message.ts,
+                 message.event_id)
+        await self._through(self._service.answer_edited, message)
+
+    async def _through(self, answering: Answering, message: SlackMessage) -> None:
+        """Hand `message` to the core's `answering` with a surface in its thread."""
         incoming = await self._incoming(message)
         surface, budget = self._surface(Place(message.team_id, message.channel,
                                               message.reply_thread, message.user,
                                               message.user_team))
-        log.info("%s: message %s was edited (event %s)", message.key, message.ts,
-                 message.event_id)
         try:
-            await self._service.answer_edited(incoming, surface, budget)
+            await answering(incoming, surface, budget)
         finally:
             await surface.finish()
 

@@ -33,7 +33,7 @@ from tests.fakes.slack.records import (
     SlackError,
     SocketConnection,
 )
-from tests.fakes.slack.socket_mode import SocketMode
+from tests.fakes.slack.socket_mode import Delivery, DeliveryPolicy, SocketMode
 from tests.fakes.slack.state import SlackState
 from tests.fakes.slack.web_api import (
     METHODS,
@@ -97,6 +97,11 @@ class FakeSlack(SlackState):
             adapters/slack_bot/manifest.yml): its view, events and scopes.
         clock: the monotonic clock of the 3-second ack deadline, the rate limits and stream
             expiry (tests pass a virtual one).
+        socket_delivery: with several Socket Mode connections open, which one gets each
+            envelope: each in turn (``round_robin``, as Slack spreads them) or the newest.
+        socket_retry_after: seconds (real time) after which Slack sends an unacknowledged
+            ``events_api`` envelope again on another connection (``redeliver``); ``None``:
+            only when a test asks.
     """
 
     def __init__(
@@ -113,6 +118,8 @@ class FakeSlack(SlackState):
         stream_max_age: float = 300.0,
         manifest: AppManifest | None = None,
         clock: Callable[[], float] = time.monotonic,
+        socket_delivery: DeliveryPolicy = "round_robin",
+        socket_retry_after: float | None = None,
     ) -> None:
         super().__init__(clock=clock, stream_idle_timeout=stream_idle_timeout,
                          stream_max_age=stream_max_age)
@@ -123,7 +130,8 @@ class FakeSlack(SlackState):
         self.bot_scopes = manifest_bot_scopes()  # granted to bot_token; tests take some away
         limits = {} if update_limit is None else {"chat.update": (update_limit, update_window)}
         self.faults = Faults(self, limits, retry_after, dict(TIERS), tier_window)
-        self.socket_mode = SocketMode(self)
+        self.socket_mode = SocketMode(self, policy=socket_delivery,
+                                      retry_after=socket_retry_after)
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
 
@@ -283,6 +291,17 @@ class FakeSlack(SlackState):
     @property
     def active_sockets(self) -> list[SocketConnection]:
         return self.socket_mode.active
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """Every Socket Mode envelope sent, with the connection it went to and the one its
+        ack came back on."""
+        return self.socket_mode.deliveries
+
+    async def redeliver(self, envelope_id: str, *, reason: str = "timeout") -> str:
+        """Send an envelope again as Slack retries one (``retry_attempt`` + 1, a new
+        envelope_id), on another connection when one is open; return its envelope_id."""
+        return await self.socket_mode.redeliver(envelope_id, reason=reason)
 
     async def wait_socket_connected(
         self,
