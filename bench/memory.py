@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from adapters.discord_bot.controls import STOP_ID  # noqa: E402
 from bot.storage.database import create_engine, migrate  # noqa: E402
 from tests.fakes.discord import FakeDiscord  # noqa: E402
 from tests.fakes.model_server import LONG_ANSWER, FakeModelServer, Reply  # noqa: E402
@@ -76,10 +77,12 @@ def memory_mib(pid: int, field: str) -> float:
 
 
 def complete(fake: FakeDiscord, thread: int) -> bool:
-    """Whether the answer in `thread` is whole and final (its last words shown, no Stop)."""
+    """Whether the answer in `thread` is whole and final (its last words shown, no Stop; a
+    finished answer carries Regenerate and the ratings instead)."""
     answer = fake.message_payloads_in(thread)
-    return bool(answer) and answer[-1]["content"].endswith(LONG_ANSWER[-40:]) and all(
-        not message["components"] for message in answer)
+    return bool(answer) and answer[-1]["content"].endswith(LONG_ANSWER[-40:]) and not any(
+        button.get("custom_id", "").startswith(STOP_ID)
+        for message in answer for row in message["components"] for button in row["components"])
 
 
 async def measure(answers: int, concurrency: int, chunk_delay: float) -> None:
