@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -163,3 +164,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section("fault suite")
     for line in faults.fault_table(faults.FAULTS):
         terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port on 127.0.0.1 where nothing listens."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

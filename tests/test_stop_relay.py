@@ -8,9 +8,8 @@ import asyncio
 import json
 import logging
 import os
-import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -121,15 +120,6 @@ async def replicas(store: Store, model_api: FakeModelServer) -> AsyncIterator[Re
             if keys:
                 await admin.delete(*keys)
             await admin.aclose()
-
-
-@pytest.fixture
-def closed_port() -> Iterator[int]:
-    """A port on 127.0.0.1 where nothing listens."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    yield port
 
 
 async def writing(service: Service, model_api: FakeModelServer,
