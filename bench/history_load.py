@@ -17,14 +17,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.conversation import ConversationKey, Role, TextPart, Turn
 from bot.defaults import HISTORY_TOKENS
-from bot.storage.database import create_engine, migrate
-from bot.storage.schema import ConversationRow, TurnRow
+from bot.storage.database import migrate, open_database
+from bot.storage.schema import CONVERSATIONS, TURNS
 from bot.storage.store import Store
 
 LENGTHS = (100, 1_000, 10_000, 100_000)
@@ -34,15 +34,18 @@ TEXT = "a message of about two hundred characters " * 5
 async def grow(store: Store, key: ConversationKey, turns: int) -> None:
     """Give the conversation `turns` turns: one through the store, the rest in bulk."""
     await store.add_turn(key, Turn(Role.USER, (TextPart(TEXT),)))
-    async with store.engine.connect() as connection:
-        conversation_id = await connection.scalar(
-            select(ConversationRow.id).where(ConversationRow.thread == key.thread))
-    rows = [{"conversation_id": conversation_id, "role": "user", "author_id": "u",
-             "author_name": "Ann", "parts": [{"type": "text", "text": TEXT}], "tokens": 54,
-             "status": "complete", "created_at": datetime.now(UTC)} for _ in range(turns - 1)]
-    async with store.engine.begin() as connection:
+
+    def bulk(connection: Connection) -> None:
+        conversation_id = connection.scalar(
+            select(CONVERSATIONS.c.id).where(CONVERSATIONS.c.thread == key.thread))
+        rows = [{"conversation_id": conversation_id, "role": "user", "author_id": "u",
+                 "author_name": "Ann", "parts": [{"type": "text", "text": TEXT}],
+                 "tokens": 54, "status": "complete", "created_at": datetime.now(UTC)}
+                for _ in range(turns - 1)]
         for start in range(0, len(rows), 10_000):
-            await connection.execute(insert(TurnRow), rows[start:start + 10_000])
+            connection.execute(insert(TURNS), rows[start:start + 10_000])
+
+    await store.database.run(bulk)
 
 
 async def main() -> None:
@@ -50,10 +53,11 @@ async def main() -> None:
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        engine = create_engine(args.database_url or f"sqlite+aiosqlite:///{folder}/bench.db")
-        await migrate(engine)
-        store = Store(engine)
-        print(f"database: {engine.dialect.name}; budget {HISTORY_TOKENS:,} tokens")
+        database = open_database(
+            args.database_url or f"sqlite+aiosqlite:///{folder}/bench.db")
+        await migrate(database)
+        store = Store(database)
+        print(f"database: {database.name}; budget {HISTORY_TOKENS:,} tokens")
         for length in LENGTHS:
             key = ConversationKey("bench", "w", "dm", f"turns-{length}")
             await grow(store, key, length)

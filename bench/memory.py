@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from adapters.discord_bot.controls import STOP_ID  # noqa: E402
-from bot.storage.database import create_engine, migrate  # noqa: E402
+from bot.storage.database import migrate, open_database  # noqa: E402
 from tests.fakes.discord import FakeDiscord  # noqa: E402
 from tests.fakes.model_server import LONG_ANSWER, FakeModelServer, Reply  # noqa: E402
 from tests.support.process import free_port  # noqa: E402
@@ -88,9 +88,9 @@ def complete(fake: FakeDiscord, thread: int) -> bool:
 async def measure(answers: int, concurrency: int, chunk_delay: float) -> None:
     with tempfile.TemporaryDirectory() as folder:
         database_url = f"sqlite+aiosqlite:///{folder}/bot.db"
-        engine = create_engine(database_url)
-        await migrate(engine)
-        await engine.dispose()
+        database = open_database(database_url)
+        await migrate(database)
+        await database.dispose()
         async with (
             FakeModelServer(api_key=API_KEY, long_answers=True) as model_api,
             FakeDiscord(edit_limit=None) as fake,

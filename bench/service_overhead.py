@@ -36,7 +36,7 @@ from bot.drawing.surface import SurfaceLimits
 from bot.limits import LimitSettings
 from bot.model.llm import ChatRequest, StreamEnd, StreamEvent, TextDelta
 from bot.service import Service, ServiceConfig
-from bot.storage.database import create_engine, migrate
+from bot.storage.database import migrate, open_database
 from bot.storage.store import Store
 
 ANSWER_CHUNKS = [f"word{i} " for i in range(40)]
@@ -130,15 +130,15 @@ async def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         url = args.database_url or f"sqlite+aiosqlite:///{folder}/bench.db"
-        engine = create_engine(url)
-        await migrate(engine)
-        store = Store(engine)
+        database = open_database(url)
+        await migrate(database)
+        store = Store(database)
         # One person asks every question: the per-person message rate is off, the other
         # limits (32 replies at once) stay at their defaults.
         config = ServiceConfig(default_model="bench-model",
                                limits=LimitSettings(user_messages_per_minute=0))
         service = Service(store, InstantModel(), config)
-        print(f"database: {engine.dialect.name}; {args.replies} replies per level; "
+        print(f"database: {database.name}; {args.replies} replies per level; "
               f"answer of {len(ANSWER_CHUNKS)} chunks")
         for concurrency in (1, 50, 500):
             overheads, cpu_ms = await run_level(service, concurrency, args.replies)

@@ -57,7 +57,7 @@ from bot.metrics import Metrics
 from bot.model.llm import ChatRequest, ModelClient, StreamEnd, create_http_client
 from bot.model.parameters import MAX_SYSTEM_PROMPT_CHARS, PARAMETERS, Parameter
 from bot.service import WARNING, ReplyOutcome, Service
-from bot.storage.database import alembic_config, create_engine, migrate
+from bot.storage.database import Database, alembic_config, migrate, open_database
 from bot.tools.base import ChannelMessage, ChannelReader
 from bot.tools.mcp_config import McpServerConfig, load_mcp_config
 from bot.tools.mcp_servers import McpServers, McpServerStatus
@@ -84,6 +84,7 @@ __all__ = [
     "ConfigError",
     "ConversationKey",
     "Core",
+    "Database",
     "DeliveryFailed",
     "DownloadRefused",
     "EditBudget",
@@ -121,12 +122,12 @@ __all__ = [
     "UserFacingError",
     "alembic_config",
     "configure_logging",
-    "create_engine",
     "create_http_client",
     "load_mcp_config",
     "load_settings",
     "log_context",
     "migrate",
     "open_core",
+    "open_database",
     "retry_until_done",
 ]

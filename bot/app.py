@@ -11,9 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import httpx
-from sqlalchemy import event
-from sqlalchemy.engine import ExceptionContext
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import Settings
 from bot.documents import DocumentReader
@@ -23,7 +20,7 @@ from bot.limits import LimitSettings
 from bot.metrics import Metrics
 from bot.model.llm import ModelClient, create_http_client
 from bot.service import Service, ServiceConfig
-from bot.storage.database import create_engine, migrate
+from bot.storage.database import migrate, open_database
 from bot.storage.store import Store
 from bot.tools.mcp_config import load_mcp_config
 from bot.tools.registry import open_toolbox
@@ -101,10 +98,10 @@ async def open_core(settings: Settings, *, secrets: Iterable[str] = (),
     api_key = settings.api_key()
     mcp_servers = load_mcp_config(settings.bot_mcp_config) if settings.bot_mcp_config else []
     metrics = metrics or Metrics()
-    engine = create_engine(settings.database_url)
-    count_database_errors(engine, metrics)
-    await migrate(engine)
-    store = Store(engine)
+    database = open_database(settings.database_url)
+    database.on_error(metrics.database_error)
+    await migrate(database)
+    store = Store(database)
     pruning = asyncio.create_task(prune_events(store))
     http = create_http_client(settings.bot_connect_timeout, settings.bot_read_timeout)
     model = ModelClient(
@@ -137,15 +134,6 @@ async def open_core(settings: Settings, *, secrets: Iterable[str] = (),
         if redis is not None:
             await redis.aclose()
         await store.close()
-
-
-def count_database_errors(engine: AsyncEngine, metrics: Metrics) -> None:
-    """Count every error the database driver raises on `engine` (connecting included)."""
-
-    def counted(_: ExceptionContext) -> None:
-        metrics.database_error()
-
-    event.listen(engine.sync_engine, "handle_error", counted)
 
 
 def _redis_client(settings: Settings) -> Redis | None:

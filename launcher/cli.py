@@ -24,9 +24,9 @@ from bot import (
     Metrics,
     Settings,
     configure_logging,
-    create_engine,
     migrate,
     open_core,
+    open_database,
 )
 from launcher.http_server import serve_http
 from launcher.readiness import Readiness
@@ -141,11 +141,11 @@ async def _chat_command(config: Configuration, conversation: str) -> None:
 
 
 async def _migrate(settings: Settings) -> None:
-    engine = create_engine(settings.database_url)
+    database = open_database(settings.database_url)
     try:
-        await migrate(engine)
+        await migrate(database)
     finally:
-        await engine.dispose()
+        await database.dispose()
 
 
 def main(argv: list[str] | None = None) -> None:

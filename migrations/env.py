@@ -7,9 +7,9 @@ import asyncio
 from alembic import context
 from sqlalchemy import Connection
 
-from bot.storage.schema import Base
+from bot.storage.schema import METADATA
 
-target_metadata = Base.metadata
+target_metadata = METADATA
 
 
 def run_on(connection: Connection) -> None:
@@ -27,12 +27,13 @@ def run_on(connection: Connection) -> None:
 async def run_from_settings() -> None:
     """Open DATABASE_URL ourselves, for the `alembic` command line."""
     from bot.config import load_settings
-    from bot.storage.database import create_engine
+    from bot.storage.database import open_database
 
-    engine = create_engine(load_settings().database_url)
-    async with engine.begin() as connection:
-        await connection.run_sync(run_on)
-    await engine.dispose()
+    database = open_database(load_settings().database_url)
+    try:
+        await database.run(run_on)
+    finally:
+        await database.dispose()
 
 
 given = context.config.attributes.get("connection")

@@ -16,7 +16,7 @@ import pytest
 
 from bot.app import Core, open_core
 from bot.config import Settings, load_settings
-from bot.storage.database import create_engine, migrate
+from bot.storage.database import migrate, open_database
 from bot.storage.store import Store
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.model_server import FakeModelServer
@@ -110,9 +110,9 @@ async def postgres_url() -> AsyncIterator[str]:
 @asynccontextmanager
 async def migrated_store(url: str) -> AsyncIterator[Store]:
     """A store on the database at `url`, migrated first, closed after."""
-    engine = create_engine(url)
-    await migrate(engine)
-    store = Store(engine)
+    database = open_database(url)
+    await migrate(database)
+    store = Store(database)
     try:
         yield store
     finally:

@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import func, insert, select
+from sqlalchemy import Connection, func, insert, select
 
 from bot.app import EVENT_MEMORY, open_core, prune_events
 from bot.config import Settings
 from bot.drawing.pacing import LocalEditBudget
 from bot.drawing.shared_budget import BUDGET_KEY_PREFIX
-from bot.storage.schema import ProcessedEventRow
+from bot.storage.schema import PROCESSED_EVENTS
 from bot.storage.store import Store
 from tests.support.clock import FakeClock
 
@@ -30,15 +30,12 @@ async def test_processed_events_are_pruned_on_a_schedule_not_only_at_start(
     old = datetime.now(UTC) - EVENT_MEMORY - timedelta(hours=1)
 
     async def add_old_event(event_id: str) -> None:
-        async with store.engine.begin() as connection:
-            await connection.execute(insert(ProcessedEventRow).values(
-                platform="test", event_id=event_id, created_at=old))
+        await store.database.run(Connection.execute, insert(PROCESSED_EVENTS).values(
+            platform="test", event_id=event_id, created_at=old))
 
     async def events() -> list[str]:
-        async with store.engine.connect() as connection:
-            return list((await connection.execute(
-                select(ProcessedEventRow.event_id).order_by(ProcessedEventRow.event_id)
-            )).scalars())
+        query = select(PROCESSED_EVENTS.c.event_id).order_by(PROCESSED_EVENTS.c.event_id)
+        return await store.database.run(lambda c: list(c.execute(query).scalars()))
 
     await add_old_event("old-1")
     assert await store.claim_event("test", "fresh")
@@ -53,9 +50,8 @@ async def test_processed_events_are_pruned_on_a_schedule_not_only_at_start(
     while await events() != ["fresh"]:
         await clock.settle()
     pruning.cancel()
-    async with store.engine.connect() as connection:
-        assert await connection.scalar(
-            select(func.count()).select_from(ProcessedEventRow)) == 1
+    assert await store.database.run(
+        Connection.scalar, select(func.count()).select_from(PROCESSED_EVENTS)) == 1
 
 
 async def test_with_redis_url_the_cores_budgets_are_shared_through_redis(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import create_engine, migrate
+from bot import migrate, open_database
 from launcher.checks import Check, Context, Result
 from launcher.cli import Configuration, main
 from launcher.doctor import run_checks
@@ -58,9 +58,9 @@ def _logging_restored() -> Iterator[None]:
 @pytest.fixture
 async def migrated_sqlite(sqlite_url: str) -> str:
     """A SQLite file migrated to the newest revision."""
-    engine = create_engine(sqlite_url)
-    await migrate(engine)
-    await engine.dispose()
+    database = open_database(sqlite_url)
+    await migrate(database)
+    await database.dispose()
     return sqlite_url
 
 
@@ -266,9 +266,9 @@ async def test_a_database_behind_the_newest_migration_fails_and_is_left_as_it_is
     env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     older = f"sqlite+aiosqlite:///{tmp_path / 'older.db'}"
-    engine = create_engine(older)
-    await migrate(engine, "0002")
-    await engine.dispose()
+    database = open_database(older)
+    await migrate(database, "0002")
+    await database.dispose()
     env.setenv("DATABASE_URL", older)
 
     report = await doctor(capsys)
@@ -344,9 +344,9 @@ async def test_an_unreachable_database_fails_without_showing_its_password(
 async def test_a_migrated_postgresql_database_passes(
     env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], postgres_url: str
 ) -> None:
-    engine = create_engine(postgres_url)
-    await migrate(engine)
-    await engine.dispose()
+    database = open_database(postgres_url)
+    await migrate(database)
+    await database.dispose()
     env.setenv("DATABASE_URL", postgres_url)
 
     report = await doctor(capsys)

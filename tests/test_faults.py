@@ -25,7 +25,7 @@ import asyncpg
 import httpx
 import pytest
 from PIL import Image
-from sqlalchemy import event, text
+from sqlalchemy import Connection, text
 
 from adapters.slack_bot.app import SlackBot, build_slack_app
 from adapters.slack_bot.settings import SlackSettings
@@ -44,7 +44,8 @@ from bot.conversation import (
 from bot.limits import Limits, LimitSettings
 from bot.model.llm import ModelClient, create_http_client
 from bot.service import GENERIC_FAILURE, Service, ServiceConfig
-from bot.storage.database import create_engine, migrate
+from bot.storage.database import migrate, open_database
+from bot.storage.sqlite import SQLiteDatabase
 from bot.storage.store import Store
 from tests.conftest import API_KEY, POSTGRES_ADMIN_DSN
 from tests.fakes.model_server import (
@@ -182,7 +183,7 @@ async def assess(name: str, store: Store, surface: RecordingSurface, model_api: 
         lost = lost or _squashed(answers[-1].text) not in _squashed("".join(surface.shown))
     stored_text = " ".join(t.text + (t.error or "") for t in turns)
     handled = bool(seen) and GENERIC_FAILURE not in seen
-    backend = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[store.engine.dialect.name]
+    backend = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[store.database.name]
     return FaultRow(f"{name} [{backend}]", saw, describe(turns), handled, lost,
                     leaked(model_api, saw, stored_text))
 
@@ -237,9 +238,9 @@ async def test_model_api_fault(
 async def test_database_locked(tmp_path: Path, http: httpx.AsyncClient,
                                model_api: FakeModelServer) -> None:
     path = tmp_path / "bot.db"
-    engine = create_engine(f"sqlite+aiosqlite:///{path}", busy_timeout_ms=100)
-    await migrate(engine)
-    store = Store(engine)
+    database = open_database(f"sqlite+aiosqlite:///{path}", busy_timeout_ms=100)
+    await migrate(database)
+    store = Store(database)
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     surface = RecordingSurface()
@@ -257,27 +258,25 @@ async def test_database_locked(tmp_path: Path, http: httpx.AsyncClient,
 async def test_database_disk_full(tmp_path: Path, http: httpx.AsyncClient,
                                   model_api: FakeModelServer) -> None:
     path = tmp_path / "bot.db"
-    engine = create_engine(f"sqlite+aiosqlite:///{path}")
-    await migrate(engine)
+    database = SQLiteDatabase(str(path), pool_size=2, busy_timeout_ms=10_000)
+    await migrate(database)
     full = [True]
 
-    def cap_pages(dbapi_connection: Any, _record: Any) -> None:
+    def cap_pages(connection: sqlite3.Connection) -> None:
         if full[0]:
-            pages = dbapi_connection.driver_connection._conn.execute(
-                "PRAGMA page_count").fetchone()[0]
-            dbapi_connection.driver_connection._conn.execute(
-                f"PRAGMA max_page_count = {pages}")
+            pages = connection.execute("PRAGMA page_count").fetchone()[0]
+            connection.execute(f"PRAGMA max_page_count = {pages}")
 
-    event.listen(engine.sync_engine, "connect", cap_pages)
-    await engine.dispose()
-    store = Store(engine)
+    database.on_connect(cap_pages)
+    await database.dispose()
+    store = Store(database)
     surface = RecordingSurface()
     service = make_service(store, http, model_api)
 
     await ask(service, surface, "x" * 20_000)
 
     full[0] = False
-    await engine.dispose()
+    await database.dispose()
     row = await assess("database full (max_page_count)", store, surface, model_api,
                        asked="x" * 20_000)
     await ask(service, next_surface := RecordingSurface(), "and now?")
@@ -290,17 +289,20 @@ async def test_database_disk_full(tmp_path: Path, http: httpx.AsyncClient,
 async def test_postgresql_session_killed_mid_transaction(
     postgres_url: str, http: httpx.AsyncClient, model_api: FakeModelServer
 ) -> None:
-    engine = create_engine(postgres_url)
-    await migrate(engine)
-    async with engine.begin() as connection:
-        await connection.execute(text(
+    database = open_database(postgres_url)
+    await migrate(database)
+
+    def slow_writes(connection: Connection) -> None:
+        connection.execute(text(
             "CREATE FUNCTION slow_write() RETURNS trigger AS $$ BEGIN "
             "IF NEW.author_name = 'Slow' THEN PERFORM pg_sleep(30); END IF; RETURN NEW; END "
             "$$ LANGUAGE plpgsql"))
-        await connection.execute(text(
+        connection.execute(text(
             "CREATE TRIGGER slow_write BEFORE INSERT ON turns FOR EACH ROW "
             "EXECUTE FUNCTION slow_write()"))
-    store = Store(engine)
+
+    await database.run(slow_writes)
+    store = Store(database)
     await seed_other_conversation(store)
     service = make_service(store, http, model_api)
     surface = RecordingSurface()

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from alembic.script import ScriptDirectory
 
-from bot.storage.database import alembic_config, create_engine, migrate, newest_revision
+from bot.storage.database import alembic_config, migrate, newest_revision, open_database
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack import FakeSlack
@@ -64,9 +64,9 @@ async def modules_of_a_run(folder: Path, model_api: FakeModelServer, talk: Conve
 async def migrated_database(tmp_path: Path) -> str:
     """A SQLite file already at the newest revision (as after the first start)."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'data' / 'bot.db'}"
-    engine = create_engine(url)
-    await migrate(engine)
-    await engine.dispose()
+    database = open_database(url)
+    await migrate(database)
+    await database.dispose()
     return url
 
 

@@ -16,7 +16,7 @@ from bot.conversation import Author, ConversationKey, Incoming, Role
 from bot.errors import ConversationBusy
 from bot.model.llm import ModelClient, create_http_client
 from bot.service import Service, ServiceConfig
-from bot.storage.database import create_engine
+from bot.storage.database import open_database
 from bot.storage.locking import ConversationGate
 from bot.storage.store import Store
 from tests.conftest import API_KEY
@@ -30,7 +30,7 @@ KEY = ConversationKey("test", "w", "c", "shared")
 @pytest.fixture
 async def replica_store(store: Store, database_url: str) -> AsyncIterator[Store]:
     """A second store on the same database, as a second replica of the bot would have."""
-    other = Store(create_engine(database_url))
+    other = Store(open_database(database_url))
     try:
         yield other
     finally:

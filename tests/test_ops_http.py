@@ -15,7 +15,7 @@ import discord
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from adapters.discord_bot.app import run_discord
 from adapters.discord_bot.settings import DiscordSettings
@@ -273,8 +273,8 @@ async def test_metrics_count_model_errors_fallbacks_refusals_and_database_errors
         refused = RecordingSurface()
         await core.service.handle(Incoming(key, author, "second", message_id="m2"), refused)
         with pytest.raises(Exception, match="no_such_table"):
-            async with core.store.engine.connect() as connection:
-                await connection.execute(text("SELECT * FROM no_such_table"))
+            await core.store.database.run(Connection.execute,
+                                          text("SELECT * FROM no_such_table"))
         samples = await scrape(http)
 
     assert answered is not None and answered.text == "echo: first"

@@ -27,7 +27,7 @@ from bot.conversation import (
 from bot.errors import DeliveryFailed
 from bot.model.llm import ModelClient, create_http_client
 from bot.service import Service, ServiceConfig
-from bot.storage.database import create_engine, migrate
+from bot.storage.database import migrate, open_database
 from bot.storage.store import Store
 from tests.conftest import API_KEY
 from tests.fakes.model_server import (
@@ -520,9 +520,9 @@ async def test_shutting_down_mid_answer_keeps_the_partial_text(
 async def test_a_locked_database_gets_a_clear_notice_and_no_model_call(
     sqlite_url: str, http: httpx.AsyncClient, model_api: FakeModelServer
 ) -> None:
-    engine = create_engine(sqlite_url, busy_timeout_ms=100)
-    await migrate(engine)
-    store = Store(engine)
+    database = open_database(sqlite_url, busy_timeout_ms=100)
+    await migrate(database)
+    store = Store(database)
     path = sqlite_url.removeprefix("sqlite+aiosqlite:///")
     other_writer = sqlite3.connect(path)
     other_writer.execute("BEGIN IMMEDIATE")

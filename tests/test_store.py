@@ -23,8 +23,8 @@ from bot.conversation import (
 )
 from bot.model.parameters import ChannelSettings
 from bot.model.tokens import estimate_tokens
-from bot.storage.database import alembic_config, create_engine, migrate
-from bot.storage.schema import Base
+from bot.storage.database import alembic_config, migrate, open_database
+from bot.storage.schema import METADATA
 from bot.storage.store import Store
 
 KEY = ConversationKey("test", "w", "c", "t")
@@ -38,60 +38,59 @@ def image(data: bytes) -> ImagePart:
     return ImagePart(hashlib.sha256(data).hexdigest(), "image/png", data)
 
 
+def alembic_versions(connection: Connection) -> list[str]:
+    return list(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+
+
 async def test_migrations_from_empty_create_every_table(database_url: str) -> None:
-    engine = create_engine(database_url)
+    database = open_database(database_url)
     try:
-        await migrate(engine)
-        async with engine.connect() as connection:
-            tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
-            version = await connection.scalar(text("SELECT version_num FROM alembic_version"))
+        await migrate(database)
+        tables = await database.run(lambda c: set(inspect(c).get_table_names()))
+        versions = await database.run(alembic_versions)
     finally:
-        await engine.dispose()
-    assert set(Base.metadata.tables) <= tables
-    assert version == ScriptDirectory.from_config(alembic_config()).get_current_head()
+        await database.dispose()
+    assert set(METADATA.tables) <= tables
+    assert versions == [ScriptDirectory.from_config(alembic_config()).get_current_head()]
 
 
 async def test_migrated_schema_equals_the_models(database_url: str) -> None:
-    engine = create_engine(database_url)
+    database = open_database(database_url)
 
     def differences(connection: Connection) -> list[Any]:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        return list(compare_metadata(context, Base.metadata))
+        return list(compare_metadata(context, METADATA))
 
     try:
-        await migrate(engine)
-        async with engine.connect() as connection:
-            diff = await connection.run_sync(differences)
+        await migrate(database)
+        diff = await database.run(differences)
     finally:
-        await engine.dispose()
+        await database.dispose()
     assert diff == []
 
 
 async def test_migrating_twice_is_harmless(database_url: str) -> None:
-    engine = create_engine(database_url)
+    database = open_database(database_url)
     try:
-        await migrate(engine)
-        await Store(engine).add_turn(KEY, user("kept across migrations"))
-        await migrate(engine)
-        store = Store(engine)
+        await migrate(database)
+        await Store(database).add_turn(KEY, user("kept across migrations"))
+        await migrate(database)
+        store = Store(database)
         turns = await store.history(KEY, 10_000, 8)
-        async with engine.connect() as connection:
-            versions = (await connection.execute(text("SELECT version_num FROM alembic_version"))
-                        ).scalars().all()
+        versions = await database.run(alembic_versions)
     finally:
-        await engine.dispose()
+        await database.dispose()
     assert [t.text for t in turns] == ["kept across migrations"]
     assert versions == [ScriptDirectory.from_config(alembic_config()).get_current_head()]
 
 
 async def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(sqlite_url: str) -> None:
-    engine = create_engine(sqlite_url)
+    database = open_database(sqlite_url)
     try:
-        async with engine.connect() as connection:
-            mode = await connection.scalar(text("PRAGMA journal_mode"))
-            timeout = await connection.scalar(text("PRAGMA busy_timeout"))
+        mode = await database.run(Connection.scalar, text("PRAGMA journal_mode"))
+        timeout = await database.run(Connection.scalar, text("PRAGMA busy_timeout"))
     finally:
-        await engine.dispose()
+        await database.dispose()
     assert (mode, timeout) == ("wal", 10_000)
 
 
@@ -128,9 +127,7 @@ async def test_an_image_sent_twice_is_stored_once(store: Store) -> None:
     await store.add_turn(KEY, user("one", image(data)))
     await store.add_turn(ConversationKey("test", "w", "c", "other"), user("two", image(data)))
 
-    async with store.engine.connect() as connection:
-        count = await connection.scalar(text("SELECT count(*) FROM images"))
-    assert count == 1
+    assert await store.database.run(Connection.scalar, text("SELECT count(*) FROM images")) == 1
     for key in (KEY, ConversationKey("test", "w", "c", "other")):
         assert (await store.history(key, 10_000, 8))[0].images[0].data == data
 
@@ -141,8 +138,7 @@ async def test_the_same_image_saved_concurrently_is_stored_once(store: Store) ->
 
     await asyncio.gather(*(store.add_turn(k, user("pic", image(data))) for k in keys))
 
-    async with store.engine.connect() as connection:
-        assert await connection.scalar(text("SELECT count(*) FROM images")) == 1
+    assert await store.database.run(Connection.scalar, text("SELECT count(*) FROM images")) == 1
 
 
 async def test_turns_keep_order_under_concurrent_writes(store: Store) -> None:
@@ -211,13 +207,11 @@ async def test_a_cancelled_caller_lets_the_store_call_finish(store: Store) -> No
 
 
 async def test_replicas_starting_together_migrate_once(postgres_url: str) -> None:
-    engines = [create_engine(postgres_url) for _ in range(3)]
+    databases = [open_database(postgres_url) for _ in range(3)]
     try:
-        await asyncio.gather(*(migrate(engine) for engine in engines))
-        async with engines[0].connect() as connection:
-            versions = (await connection.execute(text("SELECT version_num FROM alembic_version"))
-                        ).scalars().all()
+        await asyncio.gather(*(migrate(database) for database in databases))
+        versions = await databases[0].run(alembic_versions)
     finally:
-        for engine in engines:
-            await engine.dispose()
+        for database in databases:
+            await database.dispose()
     assert versions == [ScriptDirectory.from_config(alembic_config()).get_current_head()]

@@ -5,15 +5,15 @@ again, each save of the answer another, and a known conversation is not looked u
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from bot.conversation import ConversationKey, Role, TextPart, Turn, TurnStatus, Usage
-from bot.storage.database import create_engine, migrate
+from bot.storage.database import migrate
+from bot.storage.sqlite import SQLiteDatabase
 from bot.storage.store import Store
 
 KEY = ConversationKey("test", "team", "general", "thread-1")
@@ -22,16 +22,16 @@ KEY = ConversationKey("test", "team", "general", "thread-1")
 @pytest.fixture
 async def traced(tmp_path: Path) -> AsyncIterator[tuple[Store, list[str]]]:
     """A store on a SQLite file whose connections note every statement they run."""
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+    database = SQLiteDatabase(str(tmp_path / "bot.db"), pool_size=2, busy_timeout_ms=10_000)
     statements: list[str] = []
 
-    def trace(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.driver_connection._conn.set_trace_callback(statements.append)
+    def trace(connection: sqlite3.Connection) -> None:
+        connection.set_trace_callback(statements.append)
 
-    await migrate(engine)
-    event.listen(engine.sync_engine, "connect", trace)
-    await engine.dispose()
-    store = Store(engine)
+    await migrate(database)
+    database.on_connect(trace)
+    await database.dispose()
+    store = Store(database)
     yield store, statements
     await store.close()
 

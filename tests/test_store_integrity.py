@@ -5,13 +5,13 @@ history costs the same however long the conversation is."""
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import event, func, insert, select, text
+from sqlalchemy import Connection, func, insert, select, text
 
 from bot.conversation import (
     ConversationKey,
@@ -23,8 +23,9 @@ from bot.conversation import (
     Usage,
 )
 from bot.errors import StoreUnavailable
-from bot.storage.database import create_engine, migrate
-from bot.storage.schema import ConversationRow, ImageRow, TurnRow
+from bot.storage.database import migrate
+from bot.storage.schema import CONVERSATIONS, IMAGES, TURNS
+from bot.storage.sqlite import SQLiteDatabase
 from bot.storage.store import Store
 
 BUDGET = 32_000
@@ -44,6 +45,12 @@ FAIL_ON_BOOM = {
 }
 
 
+def fail_on_boom(connection: Connection) -> None:
+    """Make every insert of a turn by 'boom' fail, as a broken write would."""
+    for statement in FAIL_ON_BOOM[connection.dialect.name]:
+        connection.execute(text(statement))
+
+
 def question(text_: str, author: str = "Ann", *parts: ImagePart) -> Turn:
     return Turn(Role.USER, (TextPart(text_), *parts), author_id="u-" + author,
                 author_name=author)
@@ -61,9 +68,7 @@ async def texts(store: Store, key: ConversationKey) -> list[str]:
 async def test_a_rolled_back_first_write_never_mixes_two_conversations(store: Store) -> None:
     ann = ConversationKey("test", "team", "chan", "ann-thread")
     bob = ConversationKey("test", "team", "chan", "bob-thread")
-    async with store.engine.begin() as connection:
-        for statement in FAIL_ON_BOOM[connection.dialect.name]:
-            await connection.execute(text(statement))
+    await store.database.run(fail_on_boom)
 
     with pytest.raises(StoreUnavailable):
         await store.add_question(ann, question("never stored", "boom"), BUDGET, 8)
@@ -104,8 +109,8 @@ async def test_forgetting_deletes_images_no_other_turn_shows(store: Store) -> No
     await store.add_turn(second, question("the same picture", "Bob", shared))
 
     async def hashes() -> set[str]:
-        async with store.engine.connect() as connection:
-            return set((await connection.execute(select(ImageRow.sha256))).scalars())
+        return await store.database.run(
+            lambda c: set(c.execute(select(IMAGES.c.sha256)).scalars()))
 
     assert await store.forget(first) == 1
     assert await hashes() == {shared.sha256}
@@ -151,19 +156,19 @@ async def test_an_answer_saved_as_it_grows_is_one_turn(store: Store) -> None:
 async def counted_sqlite(tmp_path: Path) -> AsyncIterator[tuple[Store, list[int]]]:
     """A store on a SQLite file whose connections count the virtual-machine steps they run:
     a cost measure that does not depend on the machine's speed or load."""
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+    database = SQLiteDatabase(str(tmp_path / "bot.db"), pool_size=2, busy_timeout_ms=10_000)
     steps = [0]
 
-    def count(dbapi_connection: Any, _record: Any) -> None:
+    def count(connection: sqlite3.Connection) -> None:
         def tick() -> int:
             steps[0] += 1
             return 0
 
-        dbapi_connection.driver_connection._conn.set_progress_handler(tick, 10)
+        connection.set_progress_handler(tick, 10)
 
-    event.listen(engine.sync_engine, "connect", count)
-    await migrate(engine)
-    store = Store(engine)
+    database.on_connect(count)
+    await migrate(database)
+    store = Store(database)
     yield store, steps
     await store.close()
 
@@ -176,18 +181,21 @@ async def test_reading_history_costs_the_same_for_a_long_conversation(
     long = ConversationKey("test", "team", "dm", "long")
     await store.add_turn(short, question("hi"))
     await store.add_turn(long, question("hi"))
-    async with store.engine.begin() as connection:
-        ids = {key.thread: await connection.scalar(
-            select(ConversationRow.id).where(ConversationRow.thread == key.thread))
+
+    def add_turns(connection: Connection) -> int | None:
+        ids = {key.thread: connection.scalar(
+            select(CONVERSATIONS.c.id).where(CONVERSATIONS.c.thread == key.thread))
             for key in (short, long)}
         for key, count in ((short, 100), (long, 20_000)):
-            await connection.execute(insert(TurnRow), [
+            connection.execute(insert(TURNS), [
                 {"conversation_id": ids[key.thread], "role": "user", "author_id": "u",
                  "author_name": "Ann", "parts": [{"type": "text", "text": "x" * 400}],
                  "tokens": 104, "status": "complete", "created_at": datetime.now(UTC)}
                 for _ in range(count)
             ])
-        assert await connection.scalar(select(func.count()).select_from(TurnRow)) == 20_102
+        return connection.scalar(select(func.count()).select_from(TURNS))
+
+    assert await store.database.run(add_turns) == 20_102
 
     async def cost(key: ConversationKey) -> tuple[int, int]:
         await store.history(key, 2_000, 8)
@@ -203,9 +211,7 @@ async def test_reading_history_costs_the_same_for_a_long_conversation(
 
 async def test_a_store_failure_leaves_the_cache_clean_for_the_next_write(store: Store) -> None:
     key = ConversationKey("test", "team", "chan", "thread")
-    async with store.engine.begin() as connection:
-        for statement in FAIL_ON_BOOM[connection.dialect.name]:
-            await connection.execute(text(statement))
+    await store.database.run(fail_on_boom)
     for _ in range(2):
         with pytest.raises(StoreUnavailable):
             await store.add_turn(key, question("fails", "boom"))

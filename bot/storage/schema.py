@@ -1,14 +1,17 @@
-"""Database tables (SQLAlchemy 2 declarative); portable between SQLite and PostgreSQL."""
+"""Database tables (SQLAlchemy Core); portable between SQLite and PostgreSQL.
+
+Core tables, not ORM classes: the store runs Core statements only, and a process that never
+loads `sqlalchemy.orm` is about 6 MiB smaller."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     ForeignKey,
     Index,
@@ -16,10 +19,10 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -37,188 +40,158 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Base(DeclarativeBase):
-    """Declarative base carrying the constraint naming convention Alembic relies on."""
-
-    metadata = MetaData(naming_convention=NAMING)
-
-
-class ConversationRow(Base):
-    """A thread (or DM) the bot remembers."""
-
-    __tablename__ = "conversations"
-    __table_args__ = (UniqueConstraint("platform", "workspace", "channel", "thread"),)
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
-    platform: Mapped[str] = mapped_column(String(32))
-    workspace: Mapped[str] = mapped_column(String(64))
-    channel: Mapped[str] = mapped_column(String(64))
-    thread: Mapped[str] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+def _stamp(name: str = "created_at") -> Column[datetime]:
+    """A NOT NULL timestamp column set to the current time when a row is written."""
+    return Column(name, DateTime(timezone=True), nullable=False, default=utcnow)
 
 
-class TurnRow(Base):
-    """One message of a conversation; `parts` is the ordered list of text and image parts.
+METADATA = MetaData(naming_convention=NAMING)
+"""Every table, with the constraint naming convention Alembic relies on."""
 
-    An assistant turn that called tools keeps the calls in `tool_calls`; a tool turn (role
-    "tool") is one call's result, naming the call in `tool_call_id`. `extra` holds the fields
-    of an assistant message the bot does not know (sent back to the API verbatim)."""
+CONVERSATIONS = Table(
+    "conversations", METADATA,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("platform", String(32), nullable=False),
+    Column("workspace", String(64), nullable=False),
+    Column("channel", String(64), nullable=False),
+    Column("thread", String(128), nullable=False),
+    _stamp(),
+    UniqueConstraint("platform", "workspace", "channel", "thread"),
+)
+"""A thread (or DM) the bot remembers."""
 
-    __tablename__ = "turns"
-    __table_args__ = (Index(None, "conversation_id", "id"),)
+TURNS = Table(
+    "turns", METADATA,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("conversation_id", ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("author_id", String(64), default="", nullable=False),
+    Column("author_name", String(128), default="", nullable=False),
+    Column("parts", JSON, nullable=False),
+    Column("tokens", Integer, nullable=False),
+    Column("status", String(16), default="complete", nullable=False),
+    Column("error", Text),
+    Column("model", String(128)),
+    Column("prompt_tokens", Integer),
+    Column("completion_tokens", Integer),
+    Column("reasoning_tokens", Integer),
+    Column("tool_calls", JSON),
+    Column("tool_call_id", String(128)),
+    Column("extra", JSON),
+    Column("superseded", Boolean, default=False, server_default="0", nullable=False),
+    _stamp(),
+    Index(None, "conversation_id", "id"),
+)
+"""One message of a conversation; `parts` is the ordered list of text and image parts.
 
-    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
-    conversation_id: Mapped[int] = mapped_column(
-        ForeignKey("conversations.id", ondelete="CASCADE")
-    )
-    role: Mapped[str] = mapped_column(String(16))
-    author_id: Mapped[str] = mapped_column(String(64), default="")
-    author_name: Mapped[str] = mapped_column(String(128), default="")
-    parts: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
-    tokens: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16), default="complete")
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    model: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    prompt_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    completion_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    reasoning_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
-    tool_call_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    superseded: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
-    """Replaced by a regenerated answer (or an edited question's new answer): kept, never
-    sent as history again."""
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+An assistant turn that called tools keeps the calls in `tool_calls`; a tool turn (role
+"tool") is one call's result, naming the call in `tool_call_id`. `extra` holds the fields of
+an assistant message the bot does not know (sent back to the API verbatim). A `superseded`
+turn was replaced by a regenerated answer (or an edited question's new answer): kept, never
+sent as history again."""
 
+PLATFORM_MESSAGES = Table(
+    "platform_messages", METADATA,
+    Column("platform", String(32), primary_key=True),
+    Column("message_id", String(128), primary_key=True),
+    Column("turn_id", ForeignKey("turns.id", ondelete="CASCADE"), index=True, nullable=False),
+    Column("conversation_id", ForeignKey("conversations.id", ondelete="CASCADE"),
+              index=True, nullable=False),
+)
+"""A platform message id that a turn came from or produced, for finding its conversation."""
 
-class PlatformMessageRow(Base):
-    """A platform message id that a turn came from or produced, for finding its conversation."""
+IMAGES = Table(
+    "images", METADATA,
+    Column("sha256", String(64), primary_key=True),
+    Column("mime_type", String(64), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("refused", Boolean, default=False, server_default="0", nullable=False),
+    _stamp(),
+)
+"""An image's bytes, stored once however many turns refer to it."""
 
-    __tablename__ = "platform_messages"
+TURN_IMAGES = Table(
+    "turn_images", METADATA,
+    Column("turn_id", ForeignKey("turns.id", ondelete="CASCADE"), primary_key=True),
+    Column("sha256", String(64), primary_key=True, index=True),
+)
+"""Which turn shows which image, so images no turn refers to any more can be deleted."""
 
-    platform: Mapped[str] = mapped_column(String(32), primary_key=True)
-    message_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    turn_id: Mapped[int] = mapped_column(ForeignKey("turns.id", ondelete="CASCADE"), index=True)
-    conversation_id: Mapped[int] = mapped_column(
-        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
-    )
+CHANNEL_SETTINGS = Table(
+    "channel_settings", METADATA,
+    Column("platform", String(32), primary_key=True),
+    Column("workspace", String(64), primary_key=True),
+    Column("channel", String(64), primary_key=True),
+    Column("system_prompt", Text),
+    Column("parameters", JSON, default=dict, nullable=False),
+    Column("tools", JSON),
+    Column("updated_by", String(64), default="", nullable=False),
+    _stamp("updated_at"),
+)
+"""A channel's system prompt, model parameters and tool switches (tool name or `SERVER__*`
+to on/off)."""
 
+USAGE = Table(
+    "usage", METADATA,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("platform", String(32), nullable=False),
+    Column("workspace", String(64), nullable=False),
+    Column("channel", String(64), nullable=False),
+    Column("thread", String(128), nullable=False),
+    Column("user_id", String(64), default="", nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("prompt_tokens", Integer, default=0, nullable=False),
+    Column("completion_tokens", Integer, default=0, nullable=False),
+    Column("reasoning_tokens", Integer, default=0, nullable=False),
+    _stamp(),
+    Index(None, "platform", "workspace", "channel", "created_at"),
+    Index(None, "platform", "user_id", "created_at"),
+)
+"""Tokens used by one reply, billed to the person who asked; kept when a conversation is
+reset (quotas and `/gemini usage` read them)."""
 
-class ImageRow(Base):
-    """An image's bytes, stored once however many turns refer to it."""
+CONVERSATION_LEASES = Table(
+    "conversation_leases", METADATA,
+    Column("conversation_id", ForeignKey("conversations.id", ondelete="CASCADE"),
+           primary_key=True, autoincrement=False),
+    Column("holder", String(64), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+"""Which bot process is answering in a conversation now, until when (several replicas)."""
 
-    __tablename__ = "images"
+PROCESSED_EVENTS = Table(
+    "processed_events", METADATA,
+    Column("platform", String(32), primary_key=True),
+    Column("event_id", String(128), primary_key=True),
+    _stamp(),
+)
+"""A platform event already handled, so a redelivery gets no second answer."""
 
-    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
-    mime_type: Mapped[str] = mapped_column(String(64))
-    size: Mapped[int] = mapped_column(Integer)
-    data: Mapped[bytes] = mapped_column(LargeBinary)
-    refused: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+SUMMARIES = Table(
+    "summaries", METADATA,
+    Column("conversation_id", ForeignKey("conversations.id", ondelete="CASCADE"),
+           primary_key=True, autoincrement=False),
+    Column("text", Text, nullable=False),
+    Column("tokens", Integer, nullable=False),
+    Column("covers_turn_id", Id, nullable=False),
+    _stamp("updated_at"),
+)
+"""A conversation's running summary: the model's summary of every turn up to and including
+`covers_turn_id`, sent ahead of the newer turns that still fit the history."""
 
-
-class TurnImageRow(Base):
-    """Which turn shows which image, so images no turn refers to any more can be deleted."""
-
-    __tablename__ = "turn_images"
-
-    turn_id: Mapped[int] = mapped_column(
-        ForeignKey("turns.id", ondelete="CASCADE"), primary_key=True
-    )
-    sha256: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
-
-
-class ChannelSettingsRow(Base):
-    """A channel's system prompt, model parameters and tool switches (tool name or
-    `SERVER__*` to on/off)."""
-
-    __tablename__ = "channel_settings"
-
-    platform: Mapped[str] = mapped_column(String(32), primary_key=True)
-    workspace: Mapped[str] = mapped_column(String(64), primary_key=True)
-    channel: Mapped[str] = mapped_column(String(64), primary_key=True)
-    system_prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
-    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    tools: Mapped[dict[str, bool] | None] = mapped_column(JSON, nullable=True)
-    updated_by: Mapped[str] = mapped_column(String(64), default="")
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-class UsageRow(Base):
-    """Tokens used by one reply, billed to the person who asked; kept when a conversation is
-    reset (quotas and `/gemini usage` read them)."""
-
-    __tablename__ = "usage"
-    __table_args__ = (
-        Index(None, "platform", "workspace", "channel", "created_at"),
-        Index(None, "platform", "user_id", "created_at"),
-    )
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
-    platform: Mapped[str] = mapped_column(String(32))
-    workspace: Mapped[str] = mapped_column(String(64))
-    channel: Mapped[str] = mapped_column(String(64))
-    thread: Mapped[str] = mapped_column(String(128))
-    user_id: Mapped[str] = mapped_column(String(64), default="")
-    model: Mapped[str] = mapped_column(String(128))
-    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-class ConversationLeaseRow(Base):
-    """Which bot process is answering in a conversation now, until when (several replicas)."""
-
-    __tablename__ = "conversation_leases"
-
-    conversation_id: Mapped[int] = mapped_column(
-        ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
-    )
-    holder: Mapped[str] = mapped_column(String(64))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-class ProcessedEventRow(Base):
-    """A platform event already handled, so a redelivery gets no second answer."""
-
-    __tablename__ = "processed_events"
-
-    platform: Mapped[str] = mapped_column(String(32), primary_key=True)
-    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-class SummaryRow(Base):
-    """A conversation's running summary: the model's summary of every turn up to and
-    including `covers_turn_id`, sent ahead of the newer turns that still fit the history."""
-
-    __tablename__ = "summaries"
-
-    conversation_id: Mapped[int] = mapped_column(
-        ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
-    )
-    text: Mapped[str] = mapped_column(Text)
-    tokens: Mapped[int] = mapped_column(Integer)
-    covers_turn_id: Mapped[int] = mapped_column(Id)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-class RatingRow(Base):
-    """One person's 👍 (+1) or 👎 (-1) on one answer; kept, like usage, when a conversation is
-    reset (`/gemini usage` counts them per channel)."""
-
-    __tablename__ = "ratings"
-    __table_args__ = (
-        UniqueConstraint("turn_id", "user_id"),
-        Index(None, "platform", "workspace", "channel", "updated_at"),
-    )
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
-    platform: Mapped[str] = mapped_column(String(32))
-    workspace: Mapped[str] = mapped_column(String(64))
-    channel: Mapped[str] = mapped_column(String(64))
-    turn_id: Mapped[int] = mapped_column(Id)
-    user_id: Mapped[str] = mapped_column(String(64))
-    value: Mapped[int] = mapped_column(Integer)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+RATINGS = Table(
+    "ratings", METADATA,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("platform", String(32), nullable=False),
+    Column("workspace", String(64), nullable=False),
+    Column("channel", String(64), nullable=False),
+    Column("turn_id", Id, nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("value", Integer, nullable=False),
+    _stamp("updated_at"),
+    UniqueConstraint("turn_id", "user_id"),
+    Index(None, "platform", "workspace", "channel", "updated_at"),
+)
+"""One person's 👍 (+1) or 👎 (-1) on one answer; kept, like usage, when a conversation is
+reset (`/gemini usage` counts them per channel)."""

@@ -8,16 +8,14 @@ import hashlib
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import (
     Connection,
     Row,
-    Table,
     bindparam,
     delete,
     exists,
@@ -27,7 +25,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.conversation import (
     ChannelKey,
@@ -44,21 +41,21 @@ from bot.conversation import (
 from bot.errors import StoreUnavailable
 from bot.model.parameters import ChannelSettings
 from bot.model.tokens import CHARS_PER_TOKEN, estimate_tokens
+from bot.storage.database import Database
 from bot.storage.schema import (
-    ChannelSettingsRow,
-    ConversationLeaseRow,
-    ConversationRow,
-    ImageRow,
-    PlatformMessageRow,
-    ProcessedEventRow,
-    RatingRow,
-    SummaryRow,
-    TurnImageRow,
-    TurnRow,
-    UsageRow,
+    CHANNEL_SETTINGS,
+    CONVERSATION_LEASES,
+    CONVERSATIONS,
+    IMAGES,
+    PLATFORM_MESSAGES,
+    PROCESSED_EVENTS,
+    RATINGS,
+    SUMMARIES,
+    TURN_IMAGES,
+    TURNS,
+    USAGE,
     utcnow,
 )
-from bot.storage.transactions import run_transaction
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects import postgresql, sqlite
@@ -74,10 +71,9 @@ TRIMMED_RESULT_TOKENS = 320
 """What an earlier tool result costs in the history budget when it has to be trimmed: its
 first TRIMMED_RESULT_CHARS characters and a note fit in TRIMMED_RESULT_TOKENS."""
 
-TURNS = cast(Table, TurnRow.__table__)
 INSERT_TURN = insert(TURNS).returning(TURNS.c.id)
-INSERT_USAGE = insert(cast(Table, UsageRow.__table__))
-USAGE_TOKENS = UsageRow.prompt_tokens + UsageRow.completion_tokens
+INSERT_USAGE = insert(USAGE)
+USAGE_TOKENS = USAGE.c.prompt_tokens + USAGE.c.completion_tokens
 NEWEST_TURNS = (
     select(TURNS.c.id, TURNS.c.tokens, TURNS.c.role)
     .where(TURNS.c.conversation_id == bindparam("conversation"),
@@ -105,15 +101,12 @@ SUPERSEDE_LATER = (
            TURNS.c.id > bindparam("question"))
     .values(superseded=True)
 )
-TURN_IMAGES = cast(Table, TurnImageRow.__table__)
 INSERT_TURN_IMAGES = insert(TURN_IMAGES)
 DELETE_TURN_IMAGES = delete(TURN_IMAGES).where(TURN_IMAGES.c.turn_id == bindparam("turn"))
-CONVERSATIONS = cast(Table, ConversationRow.__table__)
 CONVERSATION_KEY = ("platform", "workspace", "channel", "thread")
 FIND_CONVERSATION = select(CONVERSATIONS.c.id).where(
     *(CONVERSATIONS.c[column] == bindparam(column) for column in CONVERSATION_KEY)
 )
-PLATFORM_MESSAGES = cast(Table, PlatformMessageRow.__table__)
 CONVERSATION_OF_MESSAGE = (
     select(CONVERSATIONS.c.platform, CONVERSATIONS.c.workspace, CONVERSATIONS.c.channel,
            CONVERSATIONS.c.thread)
@@ -125,16 +118,15 @@ TURN_OF_MESSAGE = (
     CONVERSATION_OF_MESSAGE.add_columns(TURNS.c.id, TURNS.c.role)
     .join(TURNS, TURNS.c.id == PLATFORM_MESSAGES.c.turn_id)
 )
-SETTINGS = cast(Table, ChannelSettingsRow.__table__)
-SUMMARIES = cast(Table, SummaryRow.__table__)
 SELECT_SUMMARY = select(
     SUMMARIES.c.text, SUMMARIES.c.tokens, SUMMARIES.c.covers_turn_id, SUMMARIES.c.updated_at
 ).where(SUMMARIES.c.conversation_id == bindparam("conversation"))
-LEASES = cast(Table, ConversationLeaseRow.__table__)
-SELECT_SETTINGS = select(SETTINGS.c.system_prompt, SETTINGS.c.parameters, SETTINGS.c.tools).where(
-    SETTINGS.c.platform == bindparam("platform"),
-    SETTINGS.c.workspace == bindparam("workspace"),
-    SETTINGS.c.channel == bindparam("channel"),
+SELECT_SETTINGS = select(
+    CHANNEL_SETTINGS.c.system_prompt, CHANNEL_SETTINGS.c.parameters, CHANNEL_SETTINGS.c.tools
+).where(
+    CHANNEL_SETTINGS.c.platform == bindparam("platform"),
+    CHANNEL_SETTINGS.c.workspace == bindparam("workspace"),
+    CHANNEL_SETTINGS.c.channel == bindparam("channel"),
 )
 
 
@@ -237,49 +229,41 @@ def _runs_to_completion(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaita
 
 
 class Store:
-    """Reads and writes everything the bot remembers, on any SQLAlchemy async engine.
+    """Reads and writes everything the bot remembers, in a SQLite or PostgreSQL database.
 
     Every call is one transaction that runs to its end even if the caller is cancelled.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, database: Database) -> None:
+        self._database = database
         self._conversation_ids: OrderedDict[ConversationKey, int] = OrderedDict()
 
     @property
     def shared(self) -> bool:
         """Whether several bot processes may use this database at once (not SQLite)."""
-        return self._engine.dialect.name != "sqlite"
+        return self._database.shared
 
     @property
-    def engine(self) -> AsyncEngine:
-        """The engine the store runs on."""
-        return self._engine
+    def database(self) -> Database:
+        """The database the store runs on."""
+        return self._database
 
     async def close(self) -> None:
         """Release every pooled connection."""
-        await self._engine.dispose()
-
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self._engine.begin() as connection:
-                yield connection
-        except DBAPIError as exc:
-            raise _unavailable(exc) from exc
+        await self._database.dispose()
 
     async def _run(
         self, body: Callable[Concatenate[Connection, P], R], *args: P.args, **kwargs: P.kwargs
     ) -> R:
-        """Run the synchronous `body` as one transaction (see bot.storage.transactions): the
-        hot path's statements cost one hand-off to the database thread, not several each."""
+        """Run the synchronous `body` as one transaction: its statements cost one hand-off
+        to the database, not several each."""
         try:
-            return await run_transaction(self._engine, body, *args, **kwargs)
+            return await self._database.run(body, *args, **kwargs)
         except DBAPIError as exc:
             raise _unavailable(exc) from exc
 
     def _insert_ignoring_duplicates(
-        self, connection: AsyncConnection | Connection, table: Any, keys: Sequence[str]
+        self, connection: Connection, table: Any, keys: Sequence[str]
     ) -> Any:
         return _ignoring_duplicates(connection.dialect.name, table, tuple(keys))
 
@@ -572,14 +556,14 @@ class Store:
         """The channel's ratings given in the last `since`: 👍 and 👎 counts, answers rated."""
         columns = _channel_columns(channel)
         query = select(
-            func.count().filter(RatingRow.value > 0),
-            func.count().filter(RatingRow.value < 0),
-            func.count(func.distinct(RatingRow.turn_id)),
+            func.count().filter(RATINGS.c.value > 0),
+            func.count().filter(RATINGS.c.value < 0),
+            func.count(func.distinct(RATINGS.c.turn_id)),
         ).where(
-            RatingRow.platform == columns["platform"],
-            RatingRow.workspace == columns["workspace"],
-            RatingRow.channel == columns["channel"],
-            RatingRow.updated_at >= datetime.now(UTC) - since,
+            RATINGS.c.platform == columns["platform"],
+            RATINGS.c.workspace == columns["workspace"],
+            RATINGS.c.channel == columns["channel"],
+            RATINGS.c.updated_at >= datetime.now(UTC) - since,
         )
         return await self._run(_rating_totals, query)
 
@@ -636,10 +620,10 @@ class Store:
         if image.data is None:
             return
         exists = connection.scalar(
-            select(ImageRow.sha256).where(ImageRow.sha256 == image.sha256)
+            select(IMAGES.c.sha256).where(IMAGES.c.sha256 == image.sha256)
         )
         if exists is None:
-            statement = self._insert_ignoring_duplicates(connection, ImageRow, ("sha256",))
+            statement = self._insert_ignoring_duplicates(connection, IMAGES, ("sha256",))
             connection.execute(
                 statement.values(
                     sha256=image.sha256, mime_type=bounded(image.mime_type, 64),
@@ -653,10 +637,8 @@ class Store:
         wanted = list(dict.fromkeys(hashes))
         if not wanted:
             return
-        async with self._transaction() as connection:
-            await connection.execute(
-                update(ImageRow).where(ImageRow.sha256.in_(wanted)).values(refused=True)
-            )
+        await self._run(Connection.execute,
+                        update(IMAGES).where(IMAGES.c.sha256.in_(wanted)).values(refused=True))
 
     @_runs_to_completion
     async def history(
@@ -701,8 +683,8 @@ class Store:
         images: dict[str, bytes] = {}
         if wanted:
             found = connection.execute(
-                select(ImageRow.sha256, ImageRow.data)
-                .where(ImageRow.sha256.in_(wanted), ImageRow.refused.is_(False))
+                select(IMAGES.c.sha256, IMAGES.c.data)
+                .where(IMAGES.c.sha256.in_(wanted), IMAGES.c.refused.is_(False))
             )
             images = {sha: data for sha, data in found.all()}
         whole = _whole_tool_results(rows, token_budget - spent)
@@ -748,22 +730,22 @@ class Store:
         conversation_id = self._conversation_id(connection, key, known, create=False)
         if conversation_id is None:
             return 0
-        turn_ids = select(TurnRow.id).where(TurnRow.conversation_id == conversation_id)
+        turn_ids = select(TURNS.c.id).where(TURNS.c.conversation_id == conversation_id)
         shown = list(connection.execute(
-            select(TurnImageRow.sha256).where(TurnImageRow.turn_id.in_(turn_ids)).distinct()
+            select(TURN_IMAGES.c.sha256).where(TURN_IMAGES.c.turn_id.in_(turn_ids)).distinct()
         ).scalars())
         connection.execute(
-            delete(PlatformMessageRow).where(PlatformMessageRow.conversation_id == conversation_id)
+            delete(PLATFORM_MESSAGES).where(PLATFORM_MESSAGES.c.conversation_id == conversation_id)
         )
-        connection.execute(delete(TurnImageRow).where(TurnImageRow.turn_id.in_(turn_ids)))
+        connection.execute(delete(TURN_IMAGES).where(TURN_IMAGES.c.turn_id.in_(turn_ids)))
         connection.execute(delete(SUMMARIES).where(SUMMARIES.c.conversation_id == conversation_id))
         result = connection.execute(
-            delete(TurnRow).where(TurnRow.conversation_id == conversation_id)
+            delete(TURNS).where(TURNS.c.conversation_id == conversation_id)
         )
         if shown:
-            connection.execute(delete(ImageRow).where(
-                ImageRow.sha256.in_(shown),
-                ~exists().where(TurnImageRow.sha256 == ImageRow.sha256),
+            connection.execute(delete(IMAGES).where(
+                IMAGES.c.sha256.in_(shown),
+                ~exists().where(TURN_IMAGES.c.sha256 == IMAGES.c.sha256),
             ))
         return int(result.rowcount or 0)
 
@@ -809,15 +791,7 @@ class Store:
             "updated_by": bounded(updated_by, 64),
             "updated_at": utcnow(),
         }
-        async with self._transaction() as connection:
-            statement = _upsert(connection, ChannelSettingsRow).values(
-                **_channel_columns(channel), **values,
-            )
-            await connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["platform", "workspace", "channel"], set_=values
-                )
-            )
+        await self._run(_save_channel_settings, _channel_columns(channel), values)
 
     @_runs_to_completion
     async def usage_totals(
@@ -825,24 +799,23 @@ class Store:
     ) -> UsageTotals:
         """Token totals for the channel, over all time or the last `since`."""
         query = select(
-            func.count(UsageRow.id),
-            func.coalesce(func.sum(UsageRow.prompt_tokens), 0),
-            func.coalesce(func.sum(UsageRow.completion_tokens), 0),
-            func.coalesce(func.sum(UsageRow.reasoning_tokens), 0),
+            func.count(USAGE.c.id),
+            func.coalesce(func.sum(USAGE.c.prompt_tokens), 0),
+            func.coalesce(func.sum(USAGE.c.completion_tokens), 0),
+            func.coalesce(func.sum(USAGE.c.reasoning_tokens), 0),
         ).where(*_in_channel(channel))
         if since is not None:
-            query = query.where(UsageRow.created_at >= datetime.now(UTC) - since)
-        async with self._transaction() as connection:
-            row = (await connection.execute(query)).one()
+            query = query.where(USAGE.c.created_at >= datetime.now(UTC) - since)
+        row = await self._run(_one, query)
         return UsageTotals(*(int(value) for value in row))
 
     @_runs_to_completion
     async def tokens_used_by_user(self, platform: str, user_id: str, since: datetime) -> int:
         """Prompt and answer tokens billed to a person on a platform since `since`."""
         query = select(func.coalesce(func.sum(USAGE_TOKENS), 0)).where(
-            UsageRow.platform == bounded(platform, 32),
-            UsageRow.user_id == bounded(user_id, 64),
-            UsageRow.created_at >= since,
+            USAGE.c.platform == bounded(platform, 32),
+            USAGE.c.user_id == bounded(user_id, 64),
+            USAGE.c.created_at >= since,
         )
         return int(await self._run(Connection.scalar, query) or 0)
 
@@ -850,7 +823,7 @@ class Store:
     async def tokens_used_in_channel(self, channel: ChannelKey, since: datetime) -> int:
         """Prompt and answer tokens used in a channel since `since`."""
         query = select(func.coalesce(func.sum(USAGE_TOKENS), 0)).where(
-            *_in_channel(channel), UsageRow.created_at >= since,
+            *_in_channel(channel), USAGE.c.created_at >= since,
         )
         return int(await self._run(Connection.scalar, query) or 0)
 
@@ -861,14 +834,14 @@ class Store:
         """The people who used the most tokens in a channel since `since`, with their totals."""
         total = func.sum(USAGE_TOKENS).label("total")
         query = (
-            select(UsageRow.user_id, total)
-            .where(*_in_channel(channel), UsageRow.created_at >= since, UsageRow.user_id != "")
-            .group_by(UsageRow.user_id)
-            .order_by(total.desc(), UsageRow.user_id)
+            select(USAGE.c.user_id, total)
+            .where(*_in_channel(channel), USAGE.c.created_at >= since, USAGE.c.user_id != "")
+            .group_by(USAGE.c.user_id)
+            .order_by(total.desc(), USAGE.c.user_id)
             .limit(limit)
         )
-        async with self._transaction() as connection:
-            return [(user, int(tokens)) for user, tokens in (await connection.execute(query))]
+        rows = await self._run(_all, query)
+        return [(user, int(tokens)) for user, tokens in rows]
 
     @_runs_to_completion
     async def claim_event(self, platform: str, event_id: str) -> bool:
@@ -882,7 +855,7 @@ class Store:
 
     def _claim_event(self, connection: Connection, row: dict[str, Any]) -> bool:
         statement = self._insert_ignoring_duplicates(
-            connection, ProcessedEventRow, ("platform", "event_id"))
+            connection, PROCESSED_EVENTS, ("platform", "event_id"))
         return bool(connection.execute(statement, row).rowcount)
 
     @_runs_to_completion
@@ -901,14 +874,15 @@ class Store:
                      holder: str, expires_at: datetime, now: datetime) -> tuple[int, bool]:
         conversation_id = self._conversation_id(connection, key, known, create=True)
         assert conversation_id is not None
-        claim = _upsert(connection, LEASES).values(
+        leases = CONVERSATION_LEASES
+        claim = _upsert(connection, leases).values(
             conversation_id=conversation_id, holder=bounded(holder, 64), expires_at=expires_at,
         )
         taking = claim.on_conflict_do_update(
             index_elements=["conversation_id"],
             set_={"holder": claim.excluded.holder, "expires_at": claim.excluded.expires_at},
-            where=(LEASES.c.expires_at < now) | (LEASES.c.holder == holder),
-        ).returning(LEASES.c.holder)
+            where=(leases.c.expires_at < now) | (leases.c.holder == holder),
+        ).returning(leases.c.holder)
         taken = connection.execute(taking).scalar_one_or_none()
         return conversation_id, taken == holder
 
@@ -920,19 +894,15 @@ class Store:
     def _release_lease(self, connection: Connection, key: ConversationKey, known: int | None,
                        holder: str) -> None:
         conversation_id = self._conversation_id(connection, key, known, create=False)
-        connection.execute(
-            delete(LEASES).where(LEASES.c.conversation_id == conversation_id,
-                                 LEASES.c.holder == holder)
-        )
+        leases = CONVERSATION_LEASES
+        connection.execute(delete(leases).where(leases.c.conversation_id == conversation_id,
+                                                leases.c.holder == holder))
 
     @_runs_to_completion
     async def forget_events_before(self, cutoff: datetime) -> int:
         """Drop processed-event records older than `cutoff`; return how many."""
-        async with self._transaction() as connection:
-            result = await connection.execute(
-                delete(ProcessedEventRow).where(ProcessedEventRow.created_at < cutoff)
-            )
-            return int(result.rowcount or 0)
+        statement = delete(PROCESSED_EVENTS).where(PROCESSED_EVENTS.c.created_at < cutoff)
+        return await self._run(_rowcount, statement)
 
 
 @functools.cache
@@ -963,8 +933,27 @@ def _show_images(connection: Connection, turn_id: int, turn: Turn) -> None:
         ])
 
 
+def _save_channel_settings(connection: Connection, channel: dict[str, str],
+                           values: dict[str, Any]) -> None:
+    statement = _upsert(connection, CHANNEL_SETTINGS).values(**channel, **values)
+    connection.execute(statement.on_conflict_do_update(
+        index_elements=["platform", "workspace", "channel"], set_=values))
+
+
+def _one(connection: Connection, query: Any) -> Row[Any]:
+    return connection.execute(query).one()
+
+
+def _all(connection: Connection, query: Any) -> list[Any]:
+    return list(connection.execute(query).all())
+
+
+def _rowcount(connection: Connection, statement: Any) -> int:
+    return int(connection.execute(statement).rowcount or 0)
+
+
 def _rate(connection: Connection, rating: dict[str, Any], values: dict[str, Any]) -> None:
-    statement = _upsert(connection, RatingRow).values(**rating, **values)
+    statement = _upsert(connection, RATINGS).values(**rating, **values)
     connection.execute(
         statement.on_conflict_do_update(index_elements=["turn_id", "user_id"], set_=values)
     )
@@ -982,9 +971,7 @@ def _new_conversation(dialect: str) -> Any:
         CONVERSATIONS.c.id)
 
 
-def _upsert(
-    connection: AsyncConnection | Connection, table: Any
-) -> sqlite.Insert | postgresql.Insert:
+def _upsert(connection: Connection, table: Any) -> sqlite.Insert | postgresql.Insert:
     """The dialect's INSERT, which offers ON CONFLICT (SQLite and PostgreSQL only)."""
     return _dialect_insert(connection.dialect.name, table)
 
@@ -1037,9 +1024,9 @@ def _channel_columns(channel: ChannelKey) -> dict[str, str]:
 def _in_channel(channel: ChannelKey) -> tuple[Any, ...]:
     columns = _channel_columns(channel)
     return (
-        UsageRow.platform == columns["platform"],
-        UsageRow.workspace == columns["workspace"],
-        UsageRow.channel == columns["channel"],
+        USAGE.c.platform == columns["platform"],
+        USAGE.c.workspace == columns["workspace"],
+        USAGE.c.channel == columns["channel"],
     )
 
 

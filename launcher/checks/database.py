@@ -14,7 +14,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.engine import URL, make_url
 
-from bot import alembic_config, create_engine
+from bot import alembic_config, open_database
 from launcher.checks.result import Context, Result
 
 NAME = "database"
@@ -66,12 +66,11 @@ def _sqlite_file_problem(url: URL) -> Result | None:
 
 
 async def _current_revisions(url: str) -> set[str]:
-    engine = create_engine(url)
+    database = open_database(url)
     try:
-        async with engine.connect() as connection:
-            return await connection.run_sync(_revisions_in)
+        return await database.run(_revisions_in)
     finally:
-        await engine.dispose()
+        await database.dispose()
 
 
 def _revisions_in(connection: Connection) -> set[str]:
