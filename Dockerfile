@@ -16,6 +16,17 @@ COPY launcher ./launcher
 COPY migrations ./migrations
 RUN pip install -c constraints.txt .
 
+# The bot runs without docstrings or assertions and with bytecode compiled here, at build
+# time, without column tables (tracebacks lose only their ^^^ markers): about 5 MiB less
+# resident memory (bench/memory.py). /app's folders shadow the installed copy for
+# `python -m bot`, so they are compiled too.
+ENV PYTHONOPTIMIZE=2 \
+    PYTHONNODEBUGRANGES=1
+RUN python -m compileall -q -j0 -x '/(tests?|idle_test)/' \
+        "$(python -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')" \
+        "$(python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
+        bot adapters launcher migrations
+
 USER bot
 VOLUME ["/data"]
 EXPOSE 3000

@@ -3,9 +3,13 @@ and the fake model API (both in this process), on an already migrated SQLite fil
 
 The bot answers `--answers` mentions, `--concurrency` at a time, each a ~600-word answer
 streamed in 300 chunks (`--chunk-delay` seconds apart), drawn with Discord's real pacing and
-split over two messages. Printed: the bot's resident memory once connected, its peak (VmHWM)
-after the answers, and what the imports alone cost, package by package (resident memory of a
-fresh interpreter after importing each in turn).
+split over two messages. It runs twice: as the container image runs it (PYTHONOPTIMIZE=2 and
+PYTHONNODEBUGRANGES=1), then plainly, each time with its bytecode compiled ahead as the
+image's build does: a warm-up run of one answer writes it to a bytecode folder of the bench's
+own (PYTHONPYCACHEPREFIX); the measured run reads it and writes nothing. Printed for each: the
+bot's resident memory once connected and its peak (VmHWM) after the answers; then, for the
+image's way, what the imports alone cost, package by package (resident memory of a fresh
+interpreter after importing each in turn).
 
     python bench/memory.py [--answers 50] [--concurrency 10] [--chunk-delay 0.01]
 
@@ -22,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,11 +51,17 @@ PACKAGES = [
 ]
 """Packages the bot may load, in the order they are charged for (a package's dependencies
 not charged before it are charged to it)."""
+MODES = {
+    "as the image runs it (-OO, no debug ranges)": {"PYTHONOPTIMIZE": "2",
+                                                    "PYTHONNODEBUGRANGES": "1"},
+    "plain `python -m bot`": {},
+}
+"""The interpreter settings each measured run adds to the bot's environment."""
 LOADED_SCRIPT = """\
 import importlib, sys
 for name in sys.argv[1:]:
     importlib.import_module(name)
-print(" ".join(sorted({name.split(".")[0] for name in sys.modules})))
+print(" ".join(sorted(sys.modules)))
 """
 IMPORT_STEP_SCRIPT = """\
 import importlib, sys
@@ -85,7 +96,21 @@ def complete(fake: FakeDiscord, thread: int) -> bool:
         for message in answer for row in message["components"] for button in row["components"])
 
 
-async def measure(answers: int, concurrency: int, chunk_delay: float) -> None:
+@dataclass
+class Figures:
+    """What one run of the scenario measured, in MiB."""
+
+    answered: int
+    elapsed: float
+    connected: float
+    after: float
+    peak: float
+
+
+async def measure(answers: int, concurrency: int, chunk_delay: float,
+                  interpreter: dict[str, str]) -> Figures:
+    """Run the scenario once on a fresh migrated SQLite file; `interpreter` goes into the
+    bot's environment (PYTHONOPTIMIZE, PYTHONPYCACHEPREFIX, ...)."""
     with tempfile.TemporaryDirectory() as folder:
         database_url = f"sqlite+aiosqlite:///{folder}/bot.db"
         database = open_database(database_url)
@@ -103,6 +128,7 @@ async def measure(answers: int, concurrency: int, chunk_delay: float) -> None:
                 "DISCORD_BOT_TOKEN": fake.token, "DISCORD_API_URL": fake.api_url,
                 "DISCORD_GATEWAY_URL": fake.gateway_url, "BOT_HTTP_PORT": str(free_port()),
                 "BOT_USER_MESSAGES_PER_MINUTE": "0", "BOT_LOG_LEVEL": "WARNING",
+                **interpreter,
             })
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "bot", cwd=folder, env=env,
@@ -133,24 +159,32 @@ async def measure(answers: int, concurrency: int, chunk_delay: float) -> None:
     if process.returncode != 0:
         print(err.decode()[-3000:], file=sys.stderr)
     done = sum(1 for t in threads if complete(fake, t))
-    print(f"Discord-only `python -m bot`: {done}/{answers} answers complete "
-          f"({concurrency} at a time, {elapsed:.1f} s)")
-    print(f"  resident once connected: {connected:6.1f} MiB")
-    print(f"  resident after answers:  {now:6.1f} MiB")
-    print(f"  peak (VmHWM):            {peak:6.1f} MiB   (target < 80 MB)")
+    return Figures(done, elapsed, connected, now, peak)
 
 
-def import_breakdown() -> None:
-    """What importing the Discord-only path costs, package by package."""
+def compiled_ahead(interpreter: dict[str, str], bytecode: Path) -> tuple[dict[str, str],
+                                                                          dict[str, str]]:
+    """The environments of the warm-up run (writing bytecode to `bytecode`) and of the
+    measured run (reading it, writing none), for `interpreter`'s settings."""
+    reading = {**interpreter, "PYTHONPYCACHEPREFIX": str(bytecode),
+               "PYTHONDONTWRITEBYTECODE": "1"}
+    writing = {**reading, "PYTHONDONTWRITEBYTECODE": ""}
+    return writing, reading
+
+
+def import_breakdown(interpreter: dict[str, str]) -> None:
+    """What importing the Discord-only path costs, package by package, with `interpreter`'s
+    settings in the environment."""
+    env = {**os.environ, **interpreter}
     loaded = set(subprocess.run(
         [sys.executable, "-c", LOADED_SCRIPT, *DISCORD_PATH], cwd=ROOT, check=True,
-        capture_output=True, text=True).stdout.split())
-    steps = [name for name in PACKAGES if name.split(".")[0] in loaded]
-    print("\nthe Discord-only imports alone (resident MiB after each, in a fresh interpreter):")
+        capture_output=True, text=True, env=env).stdout.split())
+    steps = [name for name in PACKAGES if name in loaded]
+    print("\nthe Discord-only imports alone, as the image runs them (resident MiB after each, "
+          "in a fresh interpreter):")
     subprocess.run([sys.executable, "-c", IMPORT_STEP_SCRIPT, *steps, *DISCORD_PATH],
-                   cwd=ROOT, check=True)
-    print("  not loaded:", ", ".join(name for name in PACKAGES
-                                      if name.split(".")[0] not in loaded) or "-")
+                   cwd=ROOT, check=True, env=env)
+    print("  not loaded:", ", ".join(name for name in PACKAGES if name not in loaded) or "-")
 
 
 def main() -> None:
@@ -160,8 +194,21 @@ def main() -> None:
     parser.add_argument("--chunk-delay", type=float, default=0.01,
                         help="seconds between the model's chunks (300 chunks an answer)")
     args = parser.parse_args()
-    asyncio.run(measure(args.answers, args.concurrency, args.chunk_delay))
-    import_breakdown()
+    print(f"Discord-only `python -m bot`, {args.answers} answers ({args.concurrency} at a "
+          "time), bytecode compiled ahead:")
+    with tempfile.TemporaryDirectory() as bytecode:
+        environments = {mode: compiled_ahead(interpreter, Path(bytecode))
+                        for mode, interpreter in MODES.items()}
+        for mode, (writing, reading) in environments.items():
+            asyncio.run(measure(1, 1, 0.0, writing))
+            figures = asyncio.run(measure(args.answers, args.concurrency, args.chunk_delay,
+                                          reading))
+            print(f"  {mode}: {figures.answered}/{args.answers} answers complete "
+                  f"({figures.elapsed:.1f} s)")
+            print(f"    resident once connected: {figures.connected:6.1f} MiB")
+            print(f"    resident after answers:  {figures.after:6.1f} MiB")
+            print(f"    peak (VmHWM):            {figures.peak:6.1f} MiB   (target < 80 MB)")
+        import_breakdown(next(iter(environments.values()))[1])
 
 
 if __name__ == "__main__":

@@ -34,6 +34,10 @@ from launcher.shutdown import ShutdownSignals, drain
 
 log = logging.getLogger("bot")
 
+SUMMARY = "run the bot, migrate the database, chat in the terminal, or check the set-up"
+"""The command line's description (not read from the docstring: under `python -OO`, as the
+container runs, docstrings are gone)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Configuration:
@@ -150,8 +154,7 @@ async def _migrate(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and run the chosen command."""
-    summary = (__doc__ or "").splitlines()[0]
-    parser = argparse.ArgumentParser(prog="python -m bot", description=summary)
+    parser = argparse.ArgumentParser(prog="python -m bot", description=SUMMARY)
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("run", help="serve Discord and Slack (the default)")
     commands.add_parser("migrate", help="bring the database schema up to date")

@@ -39,7 +39,8 @@ class _Link:
 
 
 class SQLiteDatabase:
-    """A SQLite file (or `:memory:`) with up to `pool_size` connections, opened as needed.
+    """A SQLite file (or `:memory:`) with up to `pool_size` connections, opened as needed
+    (the file's folder is made at once).
 
     Each connection has WAL journaling, foreign keys and a busy timeout (how long a write
     waits for another writer before failing as "database is locked").
@@ -49,6 +50,8 @@ class SQLiteDatabase:
 
     def __init__(self, path: str, *, pool_size: int, busy_timeout_ms: int) -> None:
         self._path = path
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._busy_timeout_ms = busy_timeout_ms
         self._slots = asyncio.Semaphore(1 if path == ":memory:" else pool_size)
         self._idle: list[_Link] = []
@@ -109,8 +112,6 @@ class SQLiteDatabase:
             await link.driver.close()
 
     async def _open(self) -> _Link:
-        if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         driver = aiosqlite.connect(self._path, check_same_thread=False)
         driver._thread.daemon = True  # an unclosed connection must not hold the exit
         await driver
