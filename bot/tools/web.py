@@ -20,6 +20,8 @@ from typing import Any
 import httpcore
 import httpx
 
+from bot.model.llm import shared_ssl_context
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_ADDRESSES_TRIED = 3
 
@@ -124,9 +126,9 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     network backend enforces the address rule; no proxy from the environment."""
 
     def __init__(self, policy: AddressPolicy, *, max_connections: int = 20) -> None:
-        super().__init__(trust_env=False)
+        super().__init__(trust_env=False, verify=shared_ssl_context())
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=shared_ssl_context(),
             max_connections=max_connections,
             max_keepalive_connections=max_connections // 2,
             network_backend=GuardedBackend(policy),
