@@ -19,22 +19,17 @@ from bot.storage.sqlite import SQLiteDatabase
 from tests.support.waiting import until
 
 
-def sqlite_threads() -> int:
-    """aiosqlite connection threads alive in this process."""
-    return sum(1 for thread in threading.enumerate()
-               if thread.is_alive() and "_connection_worker_thread" in thread.name)
+def opened(database: SQLiteDatabase) -> list[threading.Thread]:
+    """A list that gets the thread of each connection the database opens."""
+    threads: list[threading.Thread] = []
+    database.on_connect(lambda _: threads.append(threading.current_thread()))
+    return threads
 
 
-async def threads_become(count: int) -> None:
-    """Wait for the aiosqlite threads to number `count` (a closed one ends just after)."""
-    await until(lambda: sqlite_threads() == count, what=f"{count} aiosqlite threads")
-
-
-def opened(database: SQLiteDatabase) -> list[int]:
-    """A list that gets one entry per connection the database opens."""
-    connections: list[int] = []
-    database.on_connect(lambda connection: connections.append(id(connection)))
-    return connections
+async def all_ended(threads: list[threading.Thread]) -> None:
+    """Wait for `threads` to end (a closed connection's thread ends just after)."""
+    await until(lambda: not any(thread.is_alive() for thread in threads),
+                what="the connections' threads ending")
 
 
 def create_table(connection: Connection) -> None:
@@ -47,7 +42,7 @@ def count_notes(connection: Connection) -> int:
 
 async def test_a_burst_of_transactions_shares_the_pool_and_opens_no_more(tmp_path: Path) -> None:
     database = SQLiteDatabase(str(tmp_path / "bot.db"), pool_size=2, busy_timeout_ms=10_000)
-    connections = opened(database)
+    threads = opened(database)
     await database.run(create_table)
 
     def add(connection: Connection, n: int) -> None:
@@ -56,7 +51,7 @@ async def test_a_burst_of_transactions_shares_the_pool_and_opens_no_more(tmp_pat
     await asyncio.gather(*(database.run(add, n) for n in range(40)))
 
     assert await database.run(count_notes) == 40
-    assert 1 <= len(connections) <= 2
+    assert 1 <= len(threads) <= 2
     await database.dispose()
 
 
@@ -88,43 +83,43 @@ async def test_driver_errors_are_wrapped_and_counted(tmp_path: Path) -> None:
 
 
 async def test_a_file_that_cannot_be_opened_is_a_wrapped_counted_error(tmp_path: Path) -> None:
-    before = sqlite_threads()
     folder = tmp_path / "a-folder"
     folder.mkdir()
     database = SQLiteDatabase(str(folder), pool_size=2, busy_timeout_ms=10_000)
     errors: list[None] = []
     database.on_error(lambda: errors.append(None))
+    before = set(threading.enumerate())
 
     with pytest.raises(DBAPIError) as raised:
         await database.run(count_notes)
 
     assert isinstance(raised.value.orig, sqlite3.Error)
     assert len(errors) == 1
-    await threads_become(before)
+    await all_ended(list(set(threading.enumerate()) - before))
 
 
 async def test_dispose_closes_the_connections_and_later_transactions_reopen(
     tmp_path: Path,
 ) -> None:
-    before = sqlite_threads()
     database = SQLiteDatabase(str(tmp_path / "bot.db"), pool_size=2, busy_timeout_ms=10_000)
-    connections = opened(database)
+    threads = opened(database)
     await database.run(create_table)
-    await threads_become(before + 1)
+    assert len(threads) == 1 and threads[0].is_alive()
 
     await database.dispose()
-    await threads_become(before)
+    await all_ended(threads)
 
     assert await database.run(count_notes) == 0
-    assert len(connections) == 2
+    assert len(threads) == 2 and threads[1].is_alive()
     await database.dispose()
-    await threads_become(before)
+    await all_ended(threads)
 
 
 async def test_a_connection_lent_during_dispose_is_closed_when_it_returns(
     tmp_path: Path,
 ) -> None:
     database = SQLiteDatabase(str(tmp_path / "bot.db"), pool_size=2, busy_timeout_ms=10_000)
+    threads = opened(database)
     await database.run(create_table)
     inside, release = threading.Event(), threading.Event()
 
@@ -133,15 +128,14 @@ async def test_a_connection_lent_during_dispose_is_closed_when_it_returns(
         release.wait(10)
         return count_notes(connection)
 
-    before = sqlite_threads()
     lent = asyncio.create_task(database.run(slow))
     await asyncio.to_thread(inside.wait, 10)
     await database.dispose()
-    await threads_become(before)
+    assert [thread.is_alive() for thread in threads] == [True]
     release.set()
 
     assert await lent == 0
-    await threads_become(before - 1)
+    await all_ended(threads)
 
 
 def test_an_undisposed_connection_does_not_hold_the_process_open(tmp_path: Path) -> None:
@@ -162,11 +156,11 @@ def test_an_undisposed_connection_does_not_hold_the_process_open(tmp_path: Path)
 async def test_in_memory_databases_keep_one_connection() -> None:
     database = open_database("sqlite+aiosqlite:///:memory:")
     assert isinstance(database, SQLiteDatabase)
-    connections = opened(database)
+    threads = opened(database)
     await database.run(create_table)
 
     await asyncio.gather(*(database.run(count_notes) for _ in range(10)))
 
     assert await database.run(count_notes) == 0
-    assert len(connections) == 1
+    assert len(threads) == 1
     await database.dispose()
