@@ -15,8 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from adapters.slack_bot.budgets import METHOD_RATES, UPDATE, MethodRate
 from adapters.slack_bot.surface import SLACK_TUNING
@@ -29,6 +27,7 @@ from tests.fakes.model_server import (
 )
 from tests.fakes.slack import FakeSlack
 from tests.support.process import bot_environment, free_port
+from tests.support.redis import reachable_redis
 from tests.support.waiting import until
 
 REDIS_URL = os.environ.get("TEST_REPLICAS_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -52,19 +51,27 @@ def one_workspace_budget(window: float) -> dict[str, int]:
             for method, rate in rates.items()}
 
 
+def busy_workspace(fake: FakeSlack, model_api: FakeModelServer) -> list[str]:
+    """One workspace's budget of each paced method on the fake Slack, ANSWERS long answers
+    scripted on the model API (the echo, then TAIL), and one person per answer: their ids."""
+    for method, limit in one_workspace_budget(WINDOW).items():
+        fake.set_rate_limit(method, limit, WINDOW)
+    model_api.default_answer = lambda body: f"{echo_answer(body)} {TAIL}"
+    model_api.script("direct", *[Reply(delay_between_chunks=0.1)] * ANSWERS)
+    people = [f"UREPLICA{n}" for n in range(ANSWERS)]
+    for person in people:
+        fake.add_user(person, person.lower())
+    return people
+
+
 @pytest.fixture
 async def redis_url() -> AsyncIterator[str]:
     """The machine's Redis, with no budget left over from an earlier run."""
-    client = Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+    client = await reachable_redis(REDIS_URL, "replica runs")
     try:
         stale = [key async for key in client.scan_iter(BUDGET_KEYS)]
         if stale:
             await client.delete(*stale)
-    except (RedisError, OSError) as exc:
-        reason = f"Redis at {REDIS_URL} is not reachable ({exc})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; under CI this run must include Redis")
-        pytest.skip(reason)
     finally:
         await client.aclose()
     yield REDIS_URL
@@ -116,13 +123,7 @@ async def test_two_replicas_answer_each_event_once_within_one_workspace_budget(
     postgres_url: str, redis_url: str, tmp_path: Path
 ) -> None:
     async with FakeModelServer() as model_api, FakeSlack(update_limit=None) as fake:
-        for method, limit in one_workspace_budget(WINDOW).items():
-            fake.set_rate_limit(method, limit, WINDOW)
-        model_api.default_answer = lambda body: f"{echo_answer(body)} {TAIL}"
-        model_api.script("direct", *[Reply(delay_between_chunks=0.1)] * ANSWERS)
-        people = [f"UREPLICA{n}" for n in range(ANSWERS)]
-        for person in people:
-            fake.add_user(person, person.lower())
+        people = busy_workspace(fake, model_api)
         async with (
             replica("replica A", fake, model_api, postgres_url, redis_url, tmp_path) as a,
             replica("replica B", fake, model_api, postgres_url, redis_url, tmp_path) as b,

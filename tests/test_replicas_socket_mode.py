@@ -13,8 +13,6 @@ from slack_bolt.async_app import AsyncApp
 
 from tests.fakes.model_server import (
     FakeModelServer,
-    Reply,
-    echo_answer,
     last_user_text,
     message_text,
 )
@@ -23,8 +21,7 @@ from tests.support.waiting import until
 from tests.test_replicas import (
     ANSWERS,
     TAIL,
-    WINDOW,
-    one_workspace_budget,
+    busy_workspace,
     redis_url,  # noqa: F401 (the fixture)
     replica,
 )
@@ -73,13 +70,7 @@ async def test_two_socket_mode_replicas_answer_each_event_once_within_one_worksp
     postgres_url: str, redis_url: str, tmp_path: Path  # noqa: F811
 ) -> None:
     async with FakeModelServer() as model_api, FakeSlack(update_limit=None) as fake:
-        for method, limit in one_workspace_budget(WINDOW).items():
-            fake.set_rate_limit(method, limit, WINDOW)
-        model_api.default_answer = lambda body: f"{echo_answer(body)} {TAIL}"
-        model_api.script("direct", *[Reply(delay_between_chunks=0.1)] * ANSWERS)
-        people = [f"UREPLICA{n}" for n in range(ANSWERS)]
-        for person in people:
-            fake.add_user(person, person.lower())
+        people = busy_workspace(fake, model_api)
         owner: dict[int, str] = {}
         async with replica("replica A", fake, model_api, postgres_url, redis_url, tmp_path,
                            SLACK_APP_TOKEN=fake.app_token):

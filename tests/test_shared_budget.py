@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from bot.drawing.pacing import EditBudget, LocalEditBudget, LocalEditBudgets
 from bot.drawing.render import EditRenderer
@@ -24,6 +23,7 @@ from bot.drawing.shared_budget import RedisEditBudgets, edit_budgets
 from bot.drawing.surface import SurfaceLimits
 from bot.errors import RateLimited
 from tests.support.clock import FakeClock
+from tests.support.redis import reachable_redis
 from tests.support.surfaces import RecordingSurface
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -63,23 +63,10 @@ class Replicas:
                                 sleep=waits.sleep), waits
 
 
-async def _redis_or_skip() -> Redis:
-    client = Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
-    try:
-        await client.ping()
-    except (RedisError, OSError) as exc:
-        await client.aclose()
-        reason = f"Redis at {REDIS_URL} is not reachable ({exc})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; under CI this run must include Redis")
-        pytest.skip(f"{reason}: shared budget runs skipped")
-    return client
-
-
 @pytest.fixture
 async def replicas() -> AsyncIterator[Replicas]:
     """Replicas sharing a key prefix of their own on the machine's Redis; its keys go after."""
-    admin = await _redis_or_skip()
+    admin = await reachable_redis(REDIS_URL, "shared budget runs")
     made = Replicas(prefix=f"gemini-bot-test:{uuid.uuid4().hex[:12]}:budget:")
     try:
         yield made

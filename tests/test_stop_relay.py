@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from bot.app import open_core
 from bot.config import Settings
@@ -33,6 +32,7 @@ from bot.stop_relay import (
 from bot.storage.store import Store
 from tests.conftest import API_KEY
 from tests.fakes.model_server import FakeModelServer, Hang
+from tests.support.redis import reachable_redis
 from tests.support.surfaces import RecordingSurface
 from tests.support.waiting import until
 
@@ -48,19 +48,6 @@ SLOW_TEXT = "slow words to come"
 TEST_WAIT = 0.5
 """A relayed Stop's wait in these tests (shorter than the bot's, for a replica that never
 answers)."""
-
-
-async def _redis_or_skip(url: str = REDIS_URL) -> Redis:
-    client = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
-    try:
-        await client.ping()
-    except (RedisError, OSError) as exc:
-        await client.aclose()
-        reason = f"Redis at {url} is not reachable ({exc})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; under CI this run must include Redis")
-        pytest.skip(f"{reason}: stop relay runs skipped")
-    return client
 
 
 @dataclass
@@ -109,7 +96,7 @@ class Replicas:
 
 @pytest.fixture
 async def replicas(store: Store, model_api: FakeModelServer) -> AsyncIterator[Replicas]:
-    admin = await _redis_or_skip()
+    admin = await reachable_redis(REDIS_URL, "stop relay runs")
     async with create_http_client(connect_timeout=2.0, read_timeout=10.0) as http:
         made = Replicas(store, http, model_api, f"gemini-bot-test:{uuid.uuid4().hex[:12]}:")
         try:
@@ -261,7 +248,7 @@ async def test_with_redis_down_a_local_stop_works_and_a_relayed_one_says_so_once
 async def test_the_cores_relay_stops_between_processes_sharing_redis(
     make_settings: Callable[..., Settings], model_api: FakeModelServer
 ) -> None:
-    await (await _redis_or_skip()).aclose()
+    await (await reachable_redis(REDIS_URL, "stop relay runs")).aclose()
     settings = make_settings(redis_url=REDIS_URL)
     told: list[str] = []
     async with open_core(settings) as first, open_core(settings) as second:

@@ -6,11 +6,13 @@ which a process on SQLite never needs."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
-from sqlalchemy import Connection, event
+from sqlalchemy import event
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import create_async_engine
+
+from bot.storage.database import Body
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -37,9 +39,7 @@ class AsyncEngineDatabase:
 
         event.listen(self._engine.sync_engine, "handle_error", forward)
 
-    async def run(
-        self, body: Callable[Concatenate[Connection, P], R], *args: P.args, **kwargs: P.kwargs
-    ) -> R:
+    async def run(self, body: Body[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Run `body(connection, *args, **kwargs)` in one transaction, committed if it
         returns, rolled back if it raises; its result."""
         async with self._engine.begin() as connection:

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
+Body = Callable[Concatenate[Connection, P], R]
+"""A transaction's work: synchronous SQLAlchemy Core statements on the connection it gets."""
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 SQLITE_POOL_SIZE = 2
@@ -46,9 +48,7 @@ class Database(Protocol):
     def on_error(self, listener: Callable[[], None]) -> None:
         """Call `listener` on every error the driver raises (connecting included)."""
 
-    async def run(
-        self, body: Callable[Concatenate[Connection, P], R], *args: P.args, **kwargs: P.kwargs
-    ) -> R:
+    async def run(self, body: Body[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Run `body(connection, *args, **kwargs)` in one transaction, committed if it
         returns, rolled back if it raises; its result."""
 

@@ -16,17 +16,17 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 import aiosqlite
-from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import ExceptionContext
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
+from bot.storage.database import Body
+
 P = ParamSpec("P")
 R = TypeVar("R")
-Body = Callable[Concatenate[Connection, P], R]
 
 
 @dataclass
@@ -127,12 +127,10 @@ class SQLiteDatabase:
         sqlite_connection = driver._conn
         engine = create_engine("sqlite://", poolclass=StaticPool,
                                creator=lambda: sqlite_connection)
-        event.listen(engine, "handle_error", self._forward_error)
+        event.listen(engine, "handle_error", self._errored)
         return _Link(driver, engine, self._generation)
 
-    def _forward_error(self, _: ExceptionContext) -> None:
-        self._errored()
-
-    def _errored(self) -> None:
+    def _errored(self, _: object = None) -> None:
+        """Tell the error listeners (also SQLAlchemy's handle_error hook on each engine)."""
         for listener in self._error_listeners:
             listener()

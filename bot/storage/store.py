@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -41,7 +41,7 @@ from bot.conversation import (
 from bot.errors import StoreUnavailable
 from bot.model.parameters import ChannelSettings
 from bot.model.tokens import CHARS_PER_TOKEN, estimate_tokens
-from bot.storage.database import Database
+from bot.storage.database import Body, Database
 from bot.storage.schema import (
     CHANNEL_SETTINGS,
     CONVERSATION_LEASES,
@@ -253,7 +253,7 @@ class Store:
         await self._database.dispose()
 
     async def _run(
-        self, body: Callable[Concatenate[Connection, P], R], *args: P.args, **kwargs: P.kwargs
+        self, body: Body[P, R], *args: P.args, **kwargs: P.kwargs
     ) -> R:
         """Run the synchronous `body` as one transaction: its statements cost one hand-off
         to the database, not several each."""
